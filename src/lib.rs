@@ -1,0 +1,16 @@
+//! shadowroute: an OpenAI-compatible router that routes by modality, shadows candidates and replaces degraded leaders.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout))]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod sim;
+pub mod state;

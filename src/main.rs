@@ -1,0 +1,108 @@
+//! The `shadowroute` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "shadowroute",
+    version,
+    about = "OpenAI-compatible router with shadow evaluation and automatic leader replacement"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router.
+    Serve {
+        #[arg(long, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// Check a config without opening sockets: prints `ok`, or every error as FILE:LINE:COL: message.
+    Validate {
+        #[arg(default_value = "routes.yaml")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run simulated OpenAI-compatible model servers on loopback.
+    Sim {
+        /// A sim YAML file; without it the built-in servers (the models of the example routes.yaml) start.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn init_logging() {
+    let level = std::env::var("SHADOWROUTE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file, format } => validate(&file, format),
+        Command::Serve { config } => {
+            init_logging();
+            run(shadowroute::cli::serve(config))
+        }
+        Command::Sim { config } => {
+            init_logging();
+            run(shadowroute::cli::sim(config))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shadowroute: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shadowroute: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn validate(file: &std::path::Path, format: Format) -> ExitCode {
+    let result = shadowroute::config::load(file);
+    match (format, &result) {
+        (Format::Text, Ok(_)) => println!("ok"),
+        (Format::Text, Err(errors)) => eprintln!("{errors}"),
+        (Format::Json, Ok(config)) => println!(
+            "{}",
+            serde_json::json!({"ok": true, "file": file.display().to_string(), "hash": config.hash, "errors": []})
+        ),
+        (Format::Json, Err(errors)) => println!(
+            "{}",
+            serde_json::json!({"ok": false, "file": file.display().to_string(), "errors": errors.to_json()})
+        ),
+    }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

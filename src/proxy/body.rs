@@ -1,0 +1,181 @@
+//! Bodies on the proxy path: the upstream request body, and the response body observed on its way to the client.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::capture::{Capture, Captured};
+use super::BoxError;
+
+/// The request body sent upstream: the client's bytes as one or more shared slices.
+#[derive(Debug, Default)]
+pub struct UpBody {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl UpBody {
+    pub fn new(chunks: Vec<Bytes>) -> UpBody {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        UpBody { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(), len }
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let next = this.chunks.pop_front();
+        if let Some(c) = &next {
+            this.len -= c.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Complete,
+    IdleTimeout,
+    TotalTimeout,
+    UpstreamError,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::TotalTimeout => "total_timeout",
+            Outcome::UpstreamError => "stream_error",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// What the observer learns when the body ends, however it ends.
+pub struct Finished {
+    pub outcome: Outcome,
+    pub captured: Captured,
+    /// When the body ended.
+    pub at: Instant,
+}
+
+type OnFinish = Box<dyn FnOnce(Finished) + Send>;
+
+/// The upstream's body passed through frame by frame as it arrives, with an idle and a
+/// total deadline, feeding a bounded capture, and reporting once when it ends.
+pub struct Observed {
+    inner: Incoming,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    total_timer: Pin<Box<Sleep>>,
+    capture: Option<Capture>,
+    on_finish: Option<OnFinish>,
+}
+
+/// A body deadline passed.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream stream {0}")]
+pub struct StreamTimeout(&'static str);
+
+impl Observed {
+    pub fn new(
+        inner: Incoming,
+        idle: Duration,
+        total_deadline: Instant,
+        capture: Capture,
+        on_finish: OnFinish,
+    ) -> Observed {
+        let now = tokio::time::Instant::now();
+        Observed {
+            inner,
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            total_timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(total_deadline))),
+            capture: Some(capture),
+            on_finish: Some(on_finish),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.take()) {
+            done(Finished { outcome, captured: capture.finish(), at: Instant::now() });
+        }
+    }
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
+                    capture.push(data);
+                }
+                let next = tokio::time::Instant::now() + this.idle;
+                this.idle_timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(Outcome::UpstreamError);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                this.finish(Outcome::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.total_timer.as_mut().poll(cx).is_ready() {
+                    this.finish(Outcome::TotalTimeout);
+                    return Poll::Ready(Some(Err(Box::new(StreamTimeout("exceeded the total timeout")))));
+                }
+                if this.idle_timer.as_mut().poll(cx).is_ready() {
+                    this.finish(Outcome::IdleTimeout);
+                    return Poll::Ready(Some(Err(Box::new(StreamTimeout(
+                        "was idle for longer than the idle timeout",
+                    )))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let outcome = if self.inner.is_end_stream() { Outcome::Complete } else { Outcome::ClientGone };
+        self.finish(outcome);
+    }
+}

@@ -1,0 +1,214 @@
+//! Sends a request to the route's leader, fails over to its fallbacks, and streams the answer back.
+
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{Finished, Observed, Outcome};
+use super::capture::{Capture, Format};
+use super::error::ProxyError;
+use super::headers::strip_hop_by_hop;
+use super::request::ClientRequest;
+use super::{Failure, RespBody};
+use crate::app::SharedApp;
+use crate::state::{RouteState, Snapshot, Upstream};
+
+/// How much of a response is kept for usage and comparison.
+const CAPTURE_CAP: usize = 1024 * 1024;
+
+/// Why an upstream attempt did not produce a usable response.
+enum AttemptError {
+    Connect(String),
+    Request(String),
+    Timeout(Duration),
+}
+
+/// Tries the leader, then each fallback, until one answers with something other than
+/// 429/5xx or a transport failure. Nothing has reached the client before that.
+pub(super) async fn forward(
+    app: &SharedApp,
+    snap: &Snapshot,
+    route: &RouteState,
+    req: ClientRequest,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> Result<Response<RespBody>, Failure> {
+    let route_name = route.route.name.as_str();
+    let modality = req.modality.as_str();
+    let targets: Vec<&str> =
+        std::iter::once(route.leader.as_str()).chain(route.route.fallbacks.iter().map(String::as_str)).collect();
+    let fail =
+        |error, model: &str| Failure { error, route: route_name.to_string(), modality, model: model.to_string() };
+    let mut router_time = Duration::ZERO;
+    let mut last_error = None;
+    for (i, name) in targets.iter().enumerate() {
+        let next = targets.get(i + 1).copied();
+        let Some(up) = snap.upstream(name) else { continue };
+        let upstream_req = match build_request(up, &req, request_id) {
+            Ok(r) => r,
+            Err(e) => return Err(fail(e, name)),
+        };
+        let sent_at = Instant::now();
+        if i == 0 {
+            router_time += sent_at - started;
+        }
+        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.client.request(upstream_req)).await;
+        let headers_at = Instant::now();
+        let error = match attempt {
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                if retryable {
+                    let kind = if status == StatusCode::TOO_MANY_REQUESTS { "status_429" } else { "status_5xx" };
+                    app.metrics.upstream_errors.with_label_values(&[name, kind]).inc();
+                }
+                if let (true, Some(to)) = (retryable, next) {
+                    tracing::warn!(
+                        route = route_name,
+                        from = name,
+                        to,
+                        status = status.as_u16(),
+                        "upstream failed; trying fallback"
+                    );
+                    app.metrics.fallbacks.with_label_values(&[route_name, name, to]).inc();
+                    continue;
+                }
+                let ttfb = headers_at - started;
+                return Ok(respond(
+                    app,
+                    route_name,
+                    modality,
+                    up,
+                    resp,
+                    req.stream,
+                    request_id,
+                    started,
+                    ttfb,
+                    router_time,
+                    headers_at,
+                ));
+            }
+            Ok(Err(e)) if e.is_connect() => AttemptError::Connect(error_chain(&e)),
+            Ok(Err(e)) => AttemptError::Request(error_chain(&e)),
+            Err(_) => AttemptError::Timeout(up.model.timeouts.first_byte),
+        };
+        let kind = match &error {
+            AttemptError::Connect(_) => "connect",
+            AttemptError::Request(_) => "request",
+            AttemptError::Timeout(_) => "timeout",
+        };
+        app.metrics.upstream_errors.with_label_values(&[name, kind]).inc();
+        if let Some(to) = next {
+            tracing::warn!(route = route_name, from = name, to, kind, "upstream failed; trying fallback");
+            app.metrics.fallbacks.with_label_values(&[route_name, name, to]).inc();
+        }
+        last_error = Some((name.to_string(), error));
+    }
+    let (model, error) =
+        last_error.unwrap_or_else(|| (route.leader.clone(), AttemptError::Connect("no upstream is defined".into())));
+    let error = match error {
+        AttemptError::Connect(reason) | AttemptError::Request(reason) => {
+            ProxyError::UpstreamUnavailable { model: model.clone(), reason }
+        }
+        AttemptError::Timeout(t) => ProxyError::UpstreamTimeout { model: model.clone(), seconds: t.as_secs_f64() },
+    };
+    Err(fail(error, &model))
+}
+
+/// The upstream request: the model's URL, the rewritten body, forwarded headers and the model's key.
+fn build_request(
+    up: &Upstream,
+    req: &ClientRequest,
+    request_id: &HeaderValue,
+) -> Result<Request<super::UpBody>, ProxyError> {
+    let mut url = format!("{}{}", up.model.url, req.endpoint.path());
+    if let Some(q) = &req.query {
+        url.push('?');
+        url.push_str(q);
+    }
+    let uri: Uri = url.parse().map_err(|e| ProxyError::UpstreamUnavailable {
+        model: up.model.name.clone(),
+        reason: format!("bad upstream URL: {e}"),
+    })?;
+    let mut builder = Request::post(uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = req.forward_headers();
+        h.insert("x-request-id", request_id.clone());
+        if let Some(key) = &up.model.api_key {
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                let mut v = v;
+                v.set_sensitive(true);
+                h.insert(header::AUTHORIZATION, v);
+            }
+        }
+    }
+    builder
+        .body(req.body_for(&up.model.model))
+        .map_err(|e| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason: e.to_string() })
+}
+
+/// The client's response: the upstream's status, headers and body, observed as it streams.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    app: &SharedApp,
+    route: &str,
+    modality: &'static str,
+    up: &Upstream,
+    resp: Response<Incoming>,
+    _stream: bool,
+    request_id: &HeaderValue,
+    started: Instant,
+    ttfb: Duration,
+    router_time: Duration,
+    headers_at: Instant,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert("x-request-id", request_id.clone());
+    if let Ok(v) = HeaderValue::from_str(&up.model.name) {
+        parts.headers.insert("x-shadowroute-model", v);
+    }
+    let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+    let status = parts.status.as_u16().to_string();
+    let metrics = app.clone();
+    let route_name = route.to_string();
+    let model = up.model.clone();
+    let on_finish = Box::new(move |f: Finished| {
+        let m = &metrics.metrics;
+        let name = model.name.as_str();
+        m.requests.with_label_values(&[&route_name, modality, name, &status]).inc();
+        m.ttfb.with_label_values(&[&route_name, name]).observe(ttfb.as_secs_f64());
+        m.duration.with_label_values(&[&route_name, name]).observe((f.at - started).as_secs_f64());
+        if matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError) {
+            m.upstream_errors.with_label_values(&[name, f.outcome.as_str()]).inc();
+        }
+        if let Some(usage) = &f.captured.usage {
+            m.tokens.with_label_values(&[&route_name, name, "input"]).inc_by(usage.input_tokens);
+            m.tokens.with_label_values(&[&route_name, name, "output"]).inc_by(usage.output_tokens);
+            if let Some(price) = &model.price {
+                m.cost
+                    .with_label_values(&[&route_name, name])
+                    .inc_by(price.cost(usage.input_tokens, usage.output_tokens));
+            }
+        }
+    });
+    let total_deadline = started + up.model.timeouts.total;
+    let observed =
+        Observed::new(body, up.model.timeouts.idle, total_deadline, Capture::new(format, CAPTURE_CAP), on_finish);
+    app.metrics.overhead.observe((router_time + headers_at.elapsed()).as_secs_f64());
+    Response::from_parts(parts, observed.boxed_unsync())
+}
+
+/// An error and its causes on one line; hyper's top-level message alone says little.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

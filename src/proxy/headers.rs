@@ -1,0 +1,89 @@
+//! Which headers cross the proxy: hop-by-hop and credential headers never do.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), stripped in both directions.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The client's credentials; the upstream gets the model's own key instead.
+const CREDENTIALS: &[&str] =
+    &["authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "cookie"];
+
+/// Headers the router sets itself on the upstream request.
+const REPLACED: &[&str] = &["host", "content-length", "accept-encoding", "x-request-id"];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The client's headers that may be forwarded to the chosen upstream.
+pub fn upstream_request_headers(client: &HeaderMap) -> HeaderMap {
+    let mut out = client.clone();
+    strip_hop_by_hop(&mut out);
+    for name in CREDENTIALS.iter().chain(REPLACED) {
+        out.remove(*name);
+    }
+    // The router's own controls are for the router.
+    let own: Vec<HeaderName> = out.keys().filter(|k| k.as_str().starts_with("x-shadowroute-")).cloned().collect();
+    for name in own {
+        out.remove(name);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn credentials_and_hop_by_hop_never_cross() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "authorization",
+            "api-key",
+            "x-api-key",
+            "openai-organization",
+            "openai-project",
+            "cookie",
+            "te",
+            "upgrade",
+            "x-custom",
+            "x-drop-me",
+            "x-shadowroute-modality",
+            "accept-encoding",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-drop-me, keep-alive"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let out = upstream_request_headers(&h);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(out.contains_key("x-custom"));
+        assert!(out.contains_key(header::CONTENT_TYPE));
+    }
+}

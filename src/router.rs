@@ -1,0 +1,98 @@
+//! A running router: binds both listeners, starts control and the reload triggers, and drains on shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, SharedApp};
+use crate::config::Config;
+use crate::control::{self, Control};
+use crate::metrics::Metrics;
+use crate::state::ClientPool;
+use crate::{admin, proxy, server};
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Handles to a started router.
+pub struct Router {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub app: SharedApp,
+    stop_listening: CancellationToken,
+    shutdown_delay: Duration,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Router {
+    /// Starts serving `config`. With `config_path`, the file is watched and reloadable.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Router, StartError> {
+        let server_cfg = config.server.clone();
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        };
+        let listener = bind(server_cfg.listen).await?;
+        let admin_listener = bind(server_cfg.admin_listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: server_cfg.listen, source })?;
+        let admin_addr =
+            admin_listener.local_addr().map_err(|source| StartError::Bind { addr: server_cfg.admin_listen, source })?;
+
+        let mut pool = ClientPool::default();
+        let snapshot = control::initial(Arc::new(config), &mut pool);
+        let (tx, rx) = mpsc::channel(64);
+        let app: SharedApp = Arc::new(App::new(snapshot, Metrics::new()?, tx.clone()));
+        tokio::spawn(Control::new(app.clone(), pool, config_path.clone()).run(rx));
+        if let Some(path) = &config_path {
+            if let Err(e) = crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
+                tracing::warn!(error = %e, "cannot watch the config directory; reload with SIGHUP or POST /admin/reload");
+            }
+        }
+
+        let stop_listening = CancellationToken::new();
+        let drain = server_cfg.drain_timeout;
+        let proxy_app = app.clone();
+        let proxy_handler = move |req| proxy::handle(proxy_app.clone(), req);
+        let admin_app = app.clone();
+        let admin_handler = move |req| admin::handle(admin_app.clone(), req);
+        // The admin listener outlives the proxy's drain so /readyz keeps answering 503.
+        let servers = vec![
+            tokio::spawn(server::serve(listener, proxy_handler, stop_listening.clone(), drain)),
+            tokio::spawn(server::serve(admin_listener, admin_handler, app.shutdown.clone(), Duration::from_secs(1))),
+        ];
+        tracing::info!(%addr, %admin_addr, "shadowroute listening");
+        Ok(Router { addr, admin_addr, app, stop_listening, shutdown_delay: server_cfg.shutdown_delay, servers })
+    }
+
+    /// Graceful shutdown: readiness fails first, then after `shutdown_delay` the listener
+    /// closes and in-flight requests and streams finish (up to `drain_timeout`).
+    pub async fn shutdown(self) {
+        self.app.begin_draining();
+        tracing::info!(delay = ?self.shutdown_delay, "draining: readiness now fails");
+        tokio::time::sleep(self.shutdown_delay).await;
+        self.app.begin_closing();
+        self.stop_listening.cancel();
+        let mut servers = self.servers.into_iter();
+        if let Some(proxy) = servers.next() {
+            let _ = proxy.await;
+        }
+        self.app.shutdown.cancel();
+        self.app.tasks.close();
+        self.app.tasks.wait().await;
+        for s in servers {
+            let _ = s.await;
+        }
+        tracing::info!("drained");
+    }
+}

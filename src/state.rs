@@ -1,0 +1,133 @@
+//! The routing snapshot: everything a request reads, behind one ArcSwap that only control writes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
+use crate::proxy::modality::Modality;
+use crate::proxy::UpBody;
+
+/// The pooled upstream client; one per distinct connect timeout, shared across reloads.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
+
+/// A model with the client that reaches it.
+pub struct Upstream {
+    pub model: Arc<Model>,
+    pub client: HttpClient,
+}
+
+/// A route as currently served: its config and its current leader.
+pub struct RouteState {
+    pub route: Arc<Route>,
+    pub leader: String,
+    pub candidates: Vec<Candidate>,
+}
+
+/// How the last reload went, for `/admin/config`.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub at: SystemTime,
+    pub error: Option<ConfigErrors>,
+}
+
+/// One immutable view of the router's configuration and leaders.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub routes: Vec<RouteState>,
+    pub upstreams: HashMap<String, Upstream>,
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    pub last_reload: ReloadStatus,
+}
+
+impl Snapshot {
+    /// The first route that serves this modality and whose header match holds.
+    pub fn route_for(&self, modality: Modality, headers: &HeaderMap) -> Option<&RouteState> {
+        self.routes.iter().find(|r| {
+            r.route.modalities.contains(&modality)
+                && r.route.match_headers.iter().all(|(name, value)| {
+                    headers.get(name.as_str()).and_then(|v| v.to_str().ok()) == Some(value.as_str())
+                })
+        })
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.get(name)
+    }
+
+    /// Every route has a leader that can be called: what readiness means.
+    pub fn ready(&self) -> bool {
+        !self.routes.is_empty() && self.routes.iter().all(|r| self.upstreams.contains_key(&r.leader))
+    }
+}
+
+/// Builds clients; keeps one per connect timeout so reloads keep their pooled connections.
+#[derive(Default)]
+pub struct ClientPool {
+    clients: HashMap<Duration, HttpClient>,
+}
+
+impl ClientPool {
+    pub fn client(&mut self, connect_timeout: Duration) -> HttpClient {
+        self.clients.entry(connect_timeout).or_insert_with(|| build_client(connect_timeout)).clone()
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https)
+}
+
+/// Prepares a complete snapshot for a config: everything that can fail happens here,
+/// before the swap. `leaders` carries leaders chosen at run time (by route name).
+pub fn prepare(
+    config: Arc<Config>,
+    pool: &mut ClientPool,
+    leaders: &HashMap<String, String>,
+    generation: u64,
+    last_reload: ReloadStatus,
+) -> Snapshot {
+    let upstreams = config
+        .models
+        .iter()
+        .map(|(name, model)| {
+            let client = pool.client(model.timeouts.connect);
+            (name.clone(), Upstream { model: model.clone(), client })
+        })
+        .collect();
+    let routes = config
+        .routes
+        .iter()
+        .map(|route| {
+            let leader = leaders
+                .get(&route.name)
+                .filter(|l| config.models.contains_key(*l))
+                .cloned()
+                .unwrap_or_else(|| route.leader.clone());
+            let candidates = route.candidates.iter().filter(|c| c.model != leader).cloned().collect();
+            RouteState { route: route.clone(), leader, candidates }
+        })
+        .collect();
+    Snapshot { config, routes, upstreams, generation, loaded_at: SystemTime::now(), last_reload }
+}
