@@ -366,12 +366,11 @@ impl Capture {
                     self.append_text(d);
                 }
             }
-            "response.output_text.done"
-                if self.text.is_empty() => {
-                    if let Some(t) = str_at(v, "text") {
-                        self.append_text(t);
-                    }
+            "response.output_text.done" if self.text.is_empty() => {
+                if let Some(t) = str_at(v, "text") {
+                    self.append_text(t);
                 }
+            }
             "transcript.text.done" => {
                 if let Some(t) = str_at(v, "text") {
                     self.replace_text(t);

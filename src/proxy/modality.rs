@@ -197,10 +197,9 @@ fn scan_part(part: &Value, seen: &mut Seen) {
     match part.get("type").and_then(Value::as_str) {
         Some("image_url" | "input_image" | "image") => seen.image = true,
         Some("input_audio" | "audio") => seen.audio = true,
-        Some("file" | "input_file")
-            if file_is_image(part) => {
-                seen.image = true;
-            }
+        Some("file" | "input_file") if file_is_image(part) => {
+            seen.image = true;
+        }
         _ => {}
     }
 }
