@@ -30,6 +30,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Simulated models, the router and live traffic on loopback, shown in the terminal.
+    Demo {
+        /// How long the traffic runs, e.g. 70s.
+        #[arg(long, default_value = "70s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Requests per second.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+    },
     /// Run simulated OpenAI-compatible model servers on loopback.
     Sim {
         /// A sim YAML file; without it the built-in servers (the models of the example routes.yaml) start.
@@ -42,6 +51,10 @@ enum Command {
 enum Format {
     Text,
     Json,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    shadowroute::config::units::parse_duration(s)
 }
 
 fn init_logging() {
@@ -60,6 +73,16 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             init_logging();
             run(shadowroute::cli::serve(config))
+        }
+        Command::Demo { duration, rate } => {
+            if std::env::var_os("SHADOWROUTE_LOG").is_some() {
+                init_logging();
+            }
+            run(async move {
+                let summary = shadowroute::demo::run(shadowroute::demo::Options { duration, rate }).await?;
+                println!("{summary}");
+                Ok(())
+            })
         }
         Command::Sim { config } => {
             init_logging();

@@ -1,0 +1,191 @@
+//! Tokenization shared by the token metrics, and the token-F1 and ROUGE-L comparators.
+
+use std::collections::HashMap;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Above this many LCS cells (tokens²) ROUGE-L only looks at a prefix, bounding its time.
+const MAX_LCS_CELLS: usize = 4_000_000;
+/// Prefix length used once the cap applies; 2000² stays at the cell budget.
+const LCS_PREFIX: usize = 2000;
+
+/// NFKC, lowercase, split on anything not alphanumeric, empties dropped.
+///
+/// Han ideographs and kana also become one token each: those scripts put no spaces between
+/// words, so without this a whole Chinese or Japanese sentence would be a single token and every
+/// token metric would degrade to exact match (character level is the usual CER convention).
+pub fn tokens(s: &str) -> Vec<String> {
+    let folded = s.nfkc().collect::<String>().to_lowercase();
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for ch in folded.chars() {
+        if ch.is_alphanumeric() && is_unspaced_script(ch) {
+            flush(&mut word, &mut out);
+            out.push(ch.to_string());
+        } else if ch.is_alphanumeric() {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn flush(word: &mut String, out: &mut Vec<String>) {
+    if !word.is_empty() {
+        out.push(std::mem::take(word));
+    }
+}
+
+/// Han (CJK unified and compatibility ideographs, all extensions) and Hiragana/Katakana.
+/// Callers also require alphanumeric, which keeps the kana blocks' punctuation (`・`) out.
+fn is_unspaced_script(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{3040}'..='\u{30FF}'
+            | '\u{31F0}'..='\u{31FF}'
+            | '\u{3400}'..='\u{4DBF}'
+            | '\u{4E00}'..='\u{9FFF}'
+            | '\u{F900}'..='\u{FAFF}'
+            | '\u{20000}'..='\u{323AF}'
+    )
+}
+
+/// SQuAD-style bag-of-tokens F1 (multiplicities count); both empty = 1, one empty = 0.
+pub fn token_f1(a: &str, b: &str) -> f64 {
+    let (ta, tb) = (tokens(a), tokens(b));
+    if ta.is_empty() && tb.is_empty() {
+        return 1.0;
+    }
+    let common = bag_overlap(&ta, &tb);
+    // P = common/|b|, R = common/|a|, so 2PR/(P+R) reduces to this, and stays 0 when either is empty.
+    2.0 * common as f64 / (ta.len() + tb.len()) as f64
+}
+
+/// Size of the multiset intersection.
+fn bag_overlap(a: &[String], b: &[String]) -> usize {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in a {
+        *counts.entry(t.as_str()).or_insert(0) += 1;
+    }
+    let mut common = 0;
+    for t in b {
+        if let Some(left) = counts.get_mut(t.as_str()) {
+            if *left > 0 {
+                *left -= 1;
+                common += 1;
+            }
+        }
+    }
+    common
+}
+
+/// ROUGE-L F-measure (beta = 1) over [`tokens`]: P = LCS/|b|, R = LCS/|a|; both empty = 1.
+pub fn rouge_l(a: &str, b: &str) -> f64 {
+    let (ta, tb) = (tokens(a), tokens(b));
+    let (ta, tb) = if ta.len().saturating_mul(tb.len()) > MAX_LCS_CELLS {
+        (&ta[..ta.len().min(LCS_PREFIX)], &tb[..tb.len().min(LCS_PREFIX)])
+    } else {
+        (&ta[..], &tb[..])
+    };
+    if ta.is_empty() && tb.is_empty() {
+        return 1.0;
+    }
+    let lcs = lcs_len(ta, tb);
+    if lcs == 0 {
+        return 0.0;
+    }
+    // Lengths are of the compared (possibly truncated) prefixes so that x vs x is still 1.
+    let p = lcs as f64 / tb.len() as f64;
+    let r = lcs as f64 / ta.len() as f64;
+    2.0 * p * r / (p + r)
+}
+
+/// Longest common subsequence length with two rows over the shorter side: O(min) memory.
+fn lcs_len(a: &[String], b: &[String]) -> usize {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    let mut prev = vec![0usize; short.len() + 1];
+    let mut cur = vec![0usize; short.len() + 1];
+    for x in long {
+        for (j, y) in short.iter().enumerate() {
+            cur[j + 1] = if x == y { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[short.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(x: f64, y: f64) -> bool {
+        (x - y).abs() < 1e-12
+    }
+
+    #[test]
+    fn tokens_fold_and_split() {
+        assert_eq!(tokens("Hello, World! It's 42"), ["hello", "world", "it", "s", "42"]);
+        // "½" is "1⁄2" under NFKC and the fraction slash is not alphanumeric.
+        assert_eq!(tokens("\u{bd}"), ["1", "2"]);
+        // "ﬁ" ligature folds to "fi"; "É" lowercases to "é" and stays inside the word.
+        assert_eq!(tokens("\u{fb01}N \u{c9}T\u{c9}"), ["fin", "\u{e9}t\u{e9}"]);
+        assert_eq!(tokens("  ...!?  "), Vec::<String>::new());
+        assert_eq!(tokens(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tokens_split_han_and_kana_per_character() {
+        assert_eq!(tokens("我爱北京"), ["我", "爱", "北", "京"]);
+        assert_eq!(tokens("東京タワーabc"), ["東", "京", "タ", "ワ", "ー", "abc"]);
+        // Hangul uses spaces between words, so it stays word-level.
+        assert_eq!(tokens("안녕 세계"), ["안녕", "세계"]);
+    }
+
+    #[test]
+    fn token_f1_hand_worked() {
+        // a: the cat sat on the mat (6), b: the cat is on a mat (6).
+        // Common bag: the(min 2,1 = 1) cat on mat = 4. P = R = 4/6, F1 = 4/6.
+        assert!(close(token_f1("the cat sat on the mat", "the cat is on a mat"), 4.0 / 6.0));
+        // Multiplicities: a = {a×3, b}, b = {a, b×2}: common = 1 + 1 = 2; F1 = 2·2/(4+3) = 4/7.
+        assert!(close(token_f1("a a a b", "a b b"), 4.0 / 7.0));
+        // Bag metric: word order is irrelevant.
+        assert_eq!(token_f1("a b c", "c b a"), 1.0);
+        assert_eq!(token_f1("Hello, world", "hello world!"), 1.0);
+        assert_eq!(token_f1("", ""), 1.0);
+        assert_eq!(token_f1("...", ""), 1.0);
+        assert_eq!(token_f1("word", ""), 0.0);
+        assert_eq!(token_f1("", "word"), 0.0);
+        assert_eq!(token_f1("x", "y"), 0.0);
+    }
+
+    #[test]
+    fn rouge_l_hand_worked() {
+        // LCS(the cat sat on the mat / the cat is on a mat) = the cat on mat = 4; P = R = 4/6.
+        assert!(close(rouge_l("the cat sat on the mat", "the cat is on a mat"), 4.0 / 6.0));
+        // |a| = 5, |b| = 3, LCS = 3: P = 1, R = 0.6, F = 2·0.6/1.6 = 0.75.
+        assert!(close(rouge_l("a b c d e", "a c e"), 0.75));
+        // Order matters: LCS(a b c / c b a) = 1, P = R = 1/3.
+        assert!(close(rouge_l("a b c", "c b a"), 1.0 / 3.0));
+        // police killed the gunman / police kill the gunman: LCS = 3 of 4 each, F = 0.75.
+        assert!(close(rouge_l("police killed the gunman", "police kill the gunman"), 0.75));
+        assert_eq!(rouge_l("", ""), 1.0);
+        assert_eq!(rouge_l("a", ""), 0.0);
+        assert_eq!(rouge_l("", "a"), 0.0);
+        assert_eq!(rouge_l("a", "b"), 0.0);
+    }
+
+    #[test]
+    fn rouge_l_caps_long_inputs_to_a_prefix() {
+        let shared: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
+        let shared = shared.join(" ");
+        // 2500 × 2500 = 6.25M cells > 4M: only the identical first 2000 tokens are compared.
+        let a = format!("{shared} {}", vec!["x"; 500].join(" "));
+        let b = format!("{shared} {}", vec!["y"; 500].join(" "));
+        assert_eq!(rouge_l(&a, &b), 1.0);
+        // 2000 × 1000 = 2M cells is under the cap: LCS = 1000, P = 1, R = 0.5, F = 2/3.
+        let half: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
+        assert!(close(rouge_l(&shared, &half.join(" ")), 2.0 / 3.0));
+    }
+}
