@@ -86,10 +86,13 @@ fn config_view(app: &SharedApp) -> Value {
 
 fn routes_view(app: &SharedApp) -> Value {
     let snap = app.snapshot();
+    let evals = app.shadow.evaluations();
     let routes: Vec<Value> = snap
         .routes
         .iter()
         .map(|r| {
+            let names: Vec<String> = r.candidates.iter().map(|c| c.model.clone()).collect();
+            let evidence = evals.get(&r.route.name).map(|e| crate::evaluate::evidence::route_json(e, &names, &r.route.policy));
             json!({
                 "name": r.route.name,
                 "modalities": r.route.modalities.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
@@ -98,6 +101,8 @@ fn routes_view(app: &SharedApp) -> Value {
                 "fallbacks": r.route.fallbacks,
                 "candidates": r.candidates.iter().map(|c| json!({"model": c.model, "sample": c.sample})).collect::<Vec<_>>(),
                 "mode": r.route.policy.mode.as_str(),
+                "comparator": r.route.evaluate.agreement.name(),
+                "evidence": evidence,
             })
         })
         .collect();

@@ -10,13 +10,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::control::Command;
 use crate::metrics::Metrics;
+use crate::shadow::Shadow;
 use crate::state::Snapshot;
+use crate::store::StoreHandle;
 
 /// Process-wide state. The snapshot is read once per request; only `control` stores it.
 pub struct App {
     snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub control: mpsc::Sender<Command>,
+    pub shadow: Shadow,
+    pub store: StoreHandle,
     /// Shadow work, store writes and other background jobs, drained on shutdown.
     pub tasks: TaskTracker,
     /// Cancelled when the process begins to shut down.
@@ -26,11 +30,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(snapshot: Snapshot, metrics: Metrics, control: mpsc::Sender<Command>) -> App {
+    pub fn new(snapshot: Snapshot, metrics: Metrics, control: mpsc::Sender<Command>, store: StoreHandle) -> App {
         App {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             control,
+            shadow: Shadow::default(),
+            store,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             stage: AtomicU8::new(0),

@@ -109,6 +109,7 @@ impl Control {
 
     /// Sets the per-route series to the new snapshot's values, zeroes included.
     fn publish_metrics(&self, snap: &Snapshot) {
+        self.app.shadow.sync_routes(snap);
         let m = &self.app.metrics;
         m.leader_info.reset();
         for r in &snap.routes {
@@ -122,8 +123,11 @@ impl Control {
                 m.cost.with_label_values(&[&r.route.name, model]);
             }
             for c in &r.candidates {
-                for outcome in ["ok", "error", "timeout"] {
+                for outcome in ["ok", "error", "timeout", "leader_failed"] {
                     m.shadow_requests.with_label_values(&[&r.route.name, &c.model, outcome]);
+                }
+                for reason in ["inflight", "budget", "draining"] {
+                    m.shadow_dropped.with_label_values(&[&r.route.name, &c.model, reason]);
                 }
             }
         }

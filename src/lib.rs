@@ -6,12 +6,16 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod evaluate;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod shadow;
 pub mod sim;
 pub mod state;
+pub mod store;

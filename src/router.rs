@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::control::{self, Control};
 use crate::metrics::Metrics;
 use crate::state::ClientPool;
-use crate::{admin, proxy, server};
+use crate::{admin, proxy, server, store};
 
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,7 @@ pub struct Router {
     stop_listening: CancellationToken,
     shutdown_delay: Duration,
     servers: Vec<JoinHandle<()>>,
+    writer: store::Writer,
 }
 
 impl Router {
@@ -52,7 +53,10 @@ impl Router {
         let mut pool = ClientPool::default();
         let snapshot = control::initial(Arc::new(config), &mut pool);
         let (tx, rx) = mpsc::channel(64);
-        let app: SharedApp = Arc::new(App::new(snapshot, Metrics::new()?, tx.clone()));
+        let metrics = Metrics::new()?;
+        let (store, writer, _overrides, _decisions) = store::open(&server_cfg.state, metrics.store_errors.clone());
+        let app: SharedApp = Arc::new(App::new(snapshot, metrics, tx.clone(), store));
+        spawn_retention(&app, server_cfg.retention_max_age, server_cfg.retention_max_records);
         tokio::spawn(Control::new(app.clone(), pool, config_path.clone()).run(rx));
         if let Some(path) = &config_path {
             if let Err(e) = crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
@@ -72,7 +76,7 @@ impl Router {
             tokio::spawn(server::serve(admin_listener, admin_handler, app.shutdown.clone(), Duration::from_secs(1))),
         ];
         tracing::info!(%addr, %admin_addr, "shadowroute listening");
-        Ok(Router { addr, admin_addr, app, stop_listening, shutdown_delay: server_cfg.shutdown_delay, servers })
+        Ok(Router { addr, admin_addr, app, stop_listening, shutdown_delay: server_cfg.shutdown_delay, servers, writer })
     }
 
     /// Graceful shutdown: readiness fails first, then after `shutdown_delay` the listener
@@ -93,6 +97,24 @@ impl Router {
         for s in servers {
             let _ = s.await;
         }
+        // Background jobs are done: let the store write what they queued, then stop.
+        self.app.store.stop();
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("drained");
     }
+}
+
+/// Prunes comparison records by age and count every minute, through the store's writer.
+fn spawn_retention(app: &SharedApp, max_age: Duration, max_rows: u64) {
+    let app2 = app.clone();
+    app.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = app2.shutdown.cancelled() => return,
+                _ = tick.tick() => app2.store.send(store::Write::Prune { max_age, max_rows }),
+            }
+        }
+    });
 }

@@ -21,6 +21,8 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
 pub struct Upstream {
     pub model: Arc<Model>,
     pub client: HttpClient,
+    /// A separate pool for shadow, noise and judge calls, so they never hold the client's connections.
+    pub shadow_client: HttpClient,
 }
 
 /// A route as currently served: its config and its current leader.
@@ -71,12 +73,12 @@ impl Snapshot {
 /// Builds clients; keeps one per connect timeout so reloads keep their pooled connections.
 #[derive(Default)]
 pub struct ClientPool {
-    clients: HashMap<Duration, HttpClient>,
+    clients: HashMap<(Duration, bool), HttpClient>,
 }
 
 impl ClientPool {
-    pub fn client(&mut self, connect_timeout: Duration) -> HttpClient {
-        self.clients.entry(connect_timeout).or_insert_with(|| build_client(connect_timeout)).clone()
+    pub fn client(&mut self, connect_timeout: Duration, shadow: bool) -> HttpClient {
+        self.clients.entry((connect_timeout, shadow)).or_insert_with(|| build_client(connect_timeout)).clone()
     }
 }
 
@@ -112,8 +114,9 @@ pub fn prepare(
         .models
         .iter()
         .map(|(name, model)| {
-            let client = pool.client(model.timeouts.connect);
-            (name.clone(), Upstream { model: model.clone(), client })
+            let client = pool.client(model.timeouts.connect, false);
+            let shadow_client = pool.client(model.timeouts.connect, true);
+            (name.clone(), Upstream { model: model.clone(), client, shadow_client })
         })
         .collect();
     let routes = config

@@ -13,9 +13,8 @@ pub fn exact(a: &str, b: &str) -> f64 {
 
 /// NFKC, lowercase, whitespace runs collapsed to one space, trimmed.
 ///
-/// NFKC runs first so compatibility forms (ligatures, full-width letters) fold before
-/// lowercasing, and lowercasing may expand a character (`İ`), which is why it is not fused
-/// into the whitespace pass.
+/// NFKC runs first so compatibility forms (ligatures, full-width letters) are folded before
+/// lowercasing sees them.
 pub fn normalize(s: &str) -> String {
     let lowered = s.nfkc().collect::<String>().to_lowercase();
     let mut out = String::with_capacity(lowered.len());

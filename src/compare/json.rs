@@ -102,7 +102,7 @@ fn numbers_equal(x: &Number, y: &Number) -> bool {
     }
     match (x.as_f64(), y.as_f64()) {
         // Relative to the larger magnitude so that the relation is symmetric.
-        (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+        (Some(p), Some(q)) => p == q || (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
         _ => false,
     }
 }

@@ -139,6 +139,8 @@ mod tests {
     fn tokens_split_han_and_kana_per_character() {
         assert_eq!(tokens("我爱北京"), ["我", "爱", "北", "京"]);
         assert_eq!(tokens("東京タワーabc"), ["東", "京", "タ", "ワ", "ー", "abc"]);
+        // The katakana middle dot is punctuation, not a token.
+        assert_eq!(tokens("東・京"), ["東", "京"]);
         // Hangul uses spaces between words, so it stays word-level.
         assert_eq!(tokens("안녕 세계"), ["안녕", "세계"]);
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::proxy::modality::Modality;
 
+pub use schema::DEFAULT_JUDGE_PROMPT;
 pub use yaml::Pos;
 
 /// A whole, valid configuration. Only ever built by [`parse`], so every instance is valid.
@@ -40,6 +41,10 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// How long readiness fails before the listener stops accepting, so load balancers notice.
     pub shutdown_delay: Duration,
+    /// Comparison records older than this are deleted.
+    pub retention_max_age: Duration,
+    /// At most this many comparison records are kept.
+    pub retention_max_records: u64,
 }
 
 /// Where the admin bearer token comes from; `None` refuses every admin write.

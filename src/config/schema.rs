@@ -24,6 +24,8 @@ const SERVER: &[&str] = &[
     "state",
     "drain_timeout",
     "shutdown_delay",
+    "retention_max_age",
+    "retention_max_records",
 ];
 const MODEL: &[&str] = &[
     "url",
@@ -312,7 +314,19 @@ impl<'a> Ctx<'a> {
         let state = self.path(&state);
         let drain_timeout = self.opt(&f, "drain_timeout", Duration::from_secs(30), Self::duration);
         let shutdown_delay = self.opt(&f, "shutdown_delay", Duration::ZERO, Self::duration);
-        Some(Server { listen, admin_listen, admin_token, max_body, state, drain_timeout, shutdown_delay })
+        let retention_max_age = self.opt(&f, "retention_max_age", Duration::from_secs(7 * 86400), Self::duration);
+        let retention_max_records = self.opt(&f, "retention_max_records", 1_000_000, |cx, n, w| cx.count(n, w, 1));
+        Some(Server {
+            listen,
+            admin_listen,
+            admin_token,
+            max_body,
+            state,
+            drain_timeout,
+            shutdown_delay,
+            retention_max_age,
+            retention_max_records,
+        })
     }
 
     fn models(&mut self, node: &Node) -> BTreeMap<String, Arc<Model>> {

@@ -79,6 +79,8 @@ pub struct Finished {
     pub captured: Captured,
     /// When the body ended.
     pub at: Instant,
+    /// When the first data frame arrived, if one did.
+    pub first_byte_at: Option<Instant>,
 }
 
 type OnFinish = Box<dyn FnOnce(Finished) + Send>;
@@ -92,6 +94,7 @@ pub struct Observed {
     total_timer: Pin<Box<Sleep>>,
     capture: Option<Capture>,
     on_finish: Option<OnFinish>,
+    first_byte_at: Option<Instant>,
 }
 
 /// A body deadline passed.
@@ -115,12 +118,18 @@ impl Observed {
             total_timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(total_deadline))),
             capture: Some(capture),
             on_finish: Some(on_finish),
+            first_byte_at: None,
         }
     }
 
     fn finish(&mut self, outcome: Outcome) {
         if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.take()) {
-            done(Finished { outcome, captured: capture.finish(), at: Instant::now() });
+            done(Finished {
+                outcome,
+                captured: capture.finish(),
+                at: Instant::now(),
+                first_byte_at: self.first_byte_at,
+            });
         }
     }
 }
@@ -134,6 +143,7 @@ impl Body for Observed {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
+                    this.first_byte_at.get_or_insert_with(Instant::now);
                     capture.push(data);
                 }
                 let next = tokio::time::Instant::now() + this.idle;

@@ -29,12 +29,17 @@ pub enum ProxyError {
     UpstreamTimeout { model: String, seconds: f64 },
     #[error("Could not read the request body: {0}")]
     ClientBody(String),
+    #[error("Invalid feedback: {0}")]
+    InvalidFeedback(String),
+    #[error("Unknown or expired request_id `{0}`: feedback attaches to requests this router served recently.")]
+    UnknownRequestId(String),
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NotFound { .. } | ProxyError::UnknownRequestId(_) => StatusCode::NOT_FOUND,
+            ProxyError::InvalidFeedback(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadBody(_) | ProxyError::Classify(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -47,6 +52,8 @@ impl ProxyError {
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
             ProxyError::NotFound { .. } => ("invalid_request_error", "unknown_url"),
+            ProxyError::InvalidFeedback(_) => ("invalid_request_error", "invalid_feedback"),
+            ProxyError::UnknownRequestId(_) => ("invalid_request_error", "unknown_request_id"),
             ProxyError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
             ProxyError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
             ProxyError::BadBody(_) | ProxyError::ClientBody(_) => ("invalid_request_error", "invalid_body"),

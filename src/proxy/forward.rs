@@ -1,5 +1,6 @@
 //! Sends a request to the route's leader, fails over to its fallbacks, and streams the answer back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
@@ -13,6 +14,8 @@ use super::headers::strip_hop_by_hop;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
+use crate::evaluate::Timing;
+use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{RouteState, Snapshot, Upstream};
 
 /// How much of a response is kept for usage and comparison.
@@ -29,9 +32,9 @@ enum AttemptError {
 /// 429/5xx or a transport failure. Nothing has reached the client before that.
 pub(super) async fn forward(
     app: &SharedApp,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     route: &RouteState,
-    req: ClientRequest,
+    req: Arc<ClientRequest>,
     request_id: &HeaderValue,
     started: Instant,
 ) -> Result<Response<RespBody>, Failure> {
@@ -41,6 +44,8 @@ pub(super) async fn forward(
         std::iter::once(route.leader.as_str()).chain(route.route.fallbacks.iter().map(String::as_str)).collect();
     let fail =
         |error, model: &str| Failure { error, route: route_name.to_string(), modality, model: model.to_string() };
+    // Decided before the leader is called, so candidates run alongside it.
+    let mut leader_tx = shadow::start(app, snap, route, &req, request_id);
     let mut router_time = Duration::ZERO;
     let mut last_error = None;
     for (i, name) in targets.iter().enumerate() {
@@ -76,19 +81,10 @@ pub(super) async fn forward(
                     continue;
                 }
                 let ttfb = headers_at - started;
-                return Ok(respond(
-                    app,
-                    route_name,
-                    modality,
-                    up,
-                    resp,
-                    req.stream,
-                    request_id,
-                    started,
-                    ttfb,
-                    router_time,
-                    headers_at,
-                ));
+                // Only the leader's own answer is compared with candidates.
+                let tee = if i == 0 { leader_tx.take() } else { None };
+                let timing = Timings { started, ttfb, router_time, headers_at };
+                return Ok(respond(app, route_name, modality, up, resp, request_id, timing, tee));
             }
             Ok(Err(e)) if e.is_connect() => AttemptError::Connect(error_chain(&e)),
             Ok(Err(e)) => AttemptError::Request(error_chain(&e)),
@@ -149,6 +145,14 @@ fn build_request(
         .map_err(|e| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason: e.to_string() })
 }
 
+/// When things happened to one client request.
+struct Timings {
+    started: Instant,
+    ttfb: Duration,
+    router_time: Duration,
+    headers_at: Instant,
+}
+
 /// The client's response: the upstream's status, headers and body, observed as it streams.
 #[allow(clippy::too_many_arguments)]
 fn respond(
@@ -157,12 +161,9 @@ fn respond(
     modality: &'static str,
     up: &Upstream,
     resp: Response<Incoming>,
-    _stream: bool,
     request_id: &HeaderValue,
-    started: Instant,
-    ttfb: Duration,
-    router_time: Duration,
-    headers_at: Instant,
+    t: Timings,
+    tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -171,10 +172,14 @@ fn respond(
         parts.headers.insert("x-shadowroute-model", v);
     }
     let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+    let success = parts.status.is_success();
     let status = parts.status.as_u16().to_string();
+    let served = Served { route: route.to_string(), model: up.model.name.clone(), segment: None };
+    app.shadow.served(&String::from_utf8_lossy(request_id.as_bytes()), served);
     let metrics = app.clone();
     let route_name = route.to_string();
     let model = up.model.clone();
+    let Timings { started, ttfb, router_time, headers_at } = t;
     let on_finish = Box::new(move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
@@ -192,6 +197,15 @@ fn respond(
                     .with_label_values(&[&route_name, name])
                     .inc_by(price.cost(usage.input_tokens, usage.output_tokens));
             }
+        }
+        if let Some(tx) = tee {
+            let us = |d: Duration| d.as_micros() as u64;
+            let timing = Timing {
+                ttft_us: us(f.first_byte_at.unwrap_or(f.at).saturating_duration_since(started)),
+                total_us: us(f.at.saturating_duration_since(started)),
+            };
+            let ok = success && f.outcome == Outcome::Complete && f.captured.error.is_none();
+            let _ = tx.send(LeaderResult { ok, captured: f.captured, timing });
         }
     });
     let total_deadline = started + up.model.timeouts.total;

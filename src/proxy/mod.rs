@@ -3,6 +3,7 @@
 pub mod body;
 pub mod capture;
 pub mod error;
+mod feedback;
 mod forward;
 pub mod headers;
 pub mod modality;
@@ -21,6 +22,8 @@ pub use body::UpBody;
 use error::ProxyError;
 
 use crate::app::SharedApp;
+use std::sync::Arc;
+
 use crate::state::Snapshot;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -63,7 +66,7 @@ pub async fn handle(app: SharedApp, req: Request<Incoming>) -> Result<Response<R
 
 async fn serve(
     app: &SharedApp,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     req: Request<Incoming>,
     request_id: &HeaderValue,
     started: Instant,
@@ -78,6 +81,12 @@ async fn serve(
             return Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into());
         }
         return Ok(models_list(snap, request_id));
+    }
+    if path == "/v1/feedback" {
+        if parts.method != Method::POST {
+            return Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into());
+        }
+        return feedback::handle(app, body, request_id).await.map_err(Failure::from);
     }
     let Some(endpoint) = modality::Endpoint::from_path(path) else {
         return Err(ProxyError::NotFound { method: parts.method.to_string(), path: path.into() }.into());
@@ -95,7 +104,7 @@ async fn serve(
         };
         return Err(ProxyError::NoRoute { modality: modality.to_string(), detail: detail.into() }.into());
     };
-    forward::forward(app, snap, route, client_req, request_id, started).await
+    forward::forward(app, snap, route, Arc::new(client_req), request_id, started).await
 }
 
 /// `GET /v1/models`: the routes and models this router serves.

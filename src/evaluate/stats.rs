@@ -1,0 +1,738 @@
+//! Anytime-valid statistics for shadow evaluation: running moments, confidence sequences, mSPRT, CUSUM.
+//
+// Why the confidence sequence is not the textbook plug-in normal mixture
+// ----------------------------------------------------------------------
+// The router reads every interval after every sample, forever, so an interval is only useful if
+// P(∃n: μ ∉ CI_n) ≤ α. The plug-in normal mixture (x̄ ± √(V(V+nτ²)/(n²τ²)·ln((V+nτ²)/(Vα²)))
+// with V = max(s², range²/(4(n+1)))) fails that in simulation: with Bernoulli data checked after
+// every one of 2,000 samples it missed the true mean in 7 % of runs at p = 0.7 and 21–24 % at
+// p = 0.05 or 0.01 (α = 0.05). Early runs of identical values make s² ≈ 0, and rare-event rates are
+// exactly what this router watches (errors, disagreements). So the bound below keeps the
+// mixture-of-exponentials construction of the normal mixture but uses the empirical-Bernstein
+// supermartingale of Howard, Ramdas, McAuliffe & Sekhon (2021, Ann. Statist. 49(2), Theorem 4), which
+// is valid for any data in [lo, hi] with no distributional assumption; it missed 0–2 % of runs in the
+// same simulation and is 10–20 % wider than the plug-in at n ≈ 300 for Bernoulli data.
+
+use std::sync::OnceLock;
+
+/// Running mean and variance (Welford) of observations.
+///
+/// Besides the moments it keeps the sum of squared one-step-ahead prediction errors
+/// Σᵢ₌₂ⁿ (xᵢ − x̄ᵢ₋₁)², which is the variance process of the empirical-Bernstein confidence sequence.
+/// Non-finite observations are ignored so that one bad score cannot poison every later bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Running {
+    pub n: u64,
+    pub mean: f64,
+    m2: f64,
+    // +∞ after `merge`: the order of a merged stream is unknown, and the bounds then fall back to a
+    // deterministic upper bound that holds for every order.
+    pred_ss: f64,
+}
+
+impl Running {
+    pub fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        self.n += 1;
+        if self.n == 1 {
+            self.mean = x;
+            self.m2 = 0.0;
+            return;
+        }
+        let d = x - self.mean;
+        self.pred_ss += d * d;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Sample variance (divisor n − 1); 0 for n < 2.
+    pub fn variance(&self) -> f64 {
+        if self.n < 2 {
+            return 0.0;
+        }
+        self.m2.max(0.0) / (self.n - 1) as f64
+    }
+
+    /// Parallel combination (Chan, Golub & LeVeque 1979).
+    pub fn merge(&mut self, other: &Running) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let delta = other.mean - self.mean;
+        self.mean += delta * nb / n;
+        self.m2 += other.m2 + delta * delta * na * nb / n;
+        self.n += other.n;
+        self.pred_ss = f64::INFINITY;
+    }
+
+    /// An upper bound on the empirical-Bernstein variance process V̂ₙ = Σ (xᵢ − x̂ᵢ₋₁)², where the
+    /// prediction x̂ᵢ₋₁ is the running mean and x̂₀ = (lo + hi)/2, for observations of range `c`.
+    ///
+    /// The first term is at most c²/4. For i ≥ 2 Welford gives (xᵢ − x̄ᵢ₋₁)² = Δm2ᵢ + (xᵢ − x̄ᵢ₋₁)²/i
+    /// ≤ Δm2ᵢ + c²/i, so V̂ₙ ≤ m2 + c²(Hₙ − 3/4) with Hₙ < ln n + γ + 1/(2n); that bound needs no
+    /// history, which is what keeps merged statistics valid.
+    fn variance_process(&self, c: f64) -> f64 {
+        let n = self.n as f64;
+        let c2 = c * c;
+        let any_order = self.m2.max(0.0) + c2 * (n.ln() + EULER_GAMMA + 0.5 / n - 0.75);
+        let this_order = self.pred_ss + 0.25 * c2;
+        any_order.min(this_order)
+    }
+}
+
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+// The mixture is over θ = c·λ on a geometric grid. 1.2 keeps the loss from discretisation below 1 %
+// of the width; 64 points reach θ ≈ 1e-5, i.e. far beyond any n between two leader changes.
+const GRID_LEN: usize = 64;
+const GRID_TOP: f64 = 1.0 - 1.0 / 64.0;
+const GRID_RATIO: f64 = 1.2;
+// Weights (1 − q)/(1 + q)·q^|k − k*| sum to at most 1 over any set of k. A heavy-ish tail (q = 0.8)
+// keeps the bound good for low-variance streams, whose best θ lies far from the tuned one.
+const WEIGHT_DECAY: f64 = 0.8;
+// k* is where the best θ lies at n = tuned_n for a stream of worst-case variance c²/4, using
+// θ* ≈ √(2ℓ/(n·v)) with ℓ ≈ ln(2/α) + 2 for the usual α; one grid step covers α from 0.01 to 0.1.
+const TUNE_LOG_LEVEL: f64 = 6.0;
+const TUNE_VAR_FRACTION: f64 = 0.25;
+// Terms further than 8 grid steps from the best one change the root by < 0.01 %; leaving them out
+// only makes the bound wider, never invalid.
+const NEWTON_WINDOW: usize = 8;
+const NEWTON_STEPS: usize = 2;
+
+struct Grid {
+    // (θₖ, ψ(θₖ)) with ψ(θ) = −ln(1 − θ) − θ.
+    points: [(f64, f64); GRID_LEN],
+}
+
+fn grid() -> &'static Grid {
+    static GRID: OnceLock<Grid> = OnceLock::new();
+    GRID.get_or_init(|| {
+        let mut points = [(0.0, 0.0); GRID_LEN];
+        let mut theta = GRID_TOP;
+        for p in points.iter_mut() {
+            *p = (theta, -(-theta).ln_1p() - theta);
+            theta /= GRID_RATIO;
+        }
+        Grid { points }
+    })
+}
+
+struct Mixture {
+    log_w0: f64,
+    log_q: f64,
+    center: usize,
+}
+
+impl Mixture {
+    fn tuned(tuned_n: f64) -> Mixture {
+        let n = if tuned_n >= 1.0 { tuned_n } else { 1.0 };
+        let theta_star = (2.0 * TUNE_LOG_LEVEL / (n * TUNE_VAR_FRACTION)).sqrt();
+        let center = if theta_star >= GRID_TOP {
+            0
+        } else {
+            // Saturating float-to-int cast: an infinite tuned_n lands on the last grid point.
+            (((GRID_TOP / theta_star).ln() / GRID_RATIO.ln()).round() as usize).min(GRID_LEN - 1)
+        };
+        Mixture { log_w0: ((1.0 - WEIGHT_DECAY) / (1.0 + WEIGHT_DECAY)).ln(), log_q: WEIGHT_DECAY.ln(), center }
+    }
+
+    fn log_weight(&self, k: usize) -> f64 {
+        self.log_w0 + k.abs_diff(self.center) as f64 * self.log_q
+    }
+}
+
+/// The smallest u (in units of c) with Σₖ wₖ·exp(θₖu − ψ(θₖ)w) ≥ e^level, computed from above.
+///
+/// `w` is the variance process divided by c². Every single term gives a valid u; the best one is the
+/// start, then Newton steps on the log-sum-exp, which is convex and increasing in u, so each step
+/// stays above the root: stopping early costs width, never validity.
+fn deviation_bound(w: f64, level: f64, mix: &Mixture) -> f64 {
+    let g = grid();
+    let mut best_k = 0;
+    let mut best = f64::INFINITY;
+    for (k, &(theta, psi)) in g.points.iter().enumerate() {
+        let u = (level - mix.log_weight(k) + psi * w) / theta;
+        // The single-term bound falls then rises in k (checked over n, α and tuned_n), so the first
+        // rise marks the minimum; were it ever a local one, the bound would only be wider.
+        if u >= best {
+            break;
+        }
+        best = u;
+        best_k = k;
+    }
+    let start = best_k.saturating_sub(NEWTON_WINDOW);
+    let end = (best_k + NEWTON_WINDOW + 1).min(GRID_LEN);
+    let window = g.points.get(start..end).unwrap_or(&[]);
+    let mut u = best;
+    let mut exps = [0.0_f64; 2 * NEWTON_WINDOW + 1];
+    for _ in 0..NEWTON_STEPS {
+        let mut top = f64::NEG_INFINITY;
+        for ((e, &(theta, psi)), k) in exps.iter_mut().zip(window).zip(start..) {
+            *e = mix.log_weight(k) + theta * u - psi * w;
+            top = top.max(*e);
+        }
+        let mut sum = 0.0;
+        let mut slope = 0.0;
+        for (e, &(theta, _)) in exps.iter().zip(window) {
+            let t = (*e - top).exp();
+            sum += t;
+            slope += t * theta;
+        }
+        let excess = top + sum.ln() - level;
+        let above_root = excess > 0.0 && slope > 0.0;
+        if !above_root {
+            break;
+        }
+        u -= excess * sum / slope;
+    }
+    u
+}
+
+/// A time-uniform confidence sequence for the mean of observations in [lo, hi]
+/// (e.g. [0,1] agreement scores, [-1,1] paired differences).
+///
+/// Guarantee: if every observation lies in [lo, hi] and has conditional mean μ, then
+/// P(∃n ≥ 1: μ ∉ interval_n) ≤ α, however often and whenever the interval is read.
+///
+/// Construction (c = hi − lo, Sₙ = Σ(xᵢ − μ), θ ∈ [0, 1), ψ(θ) = −ln(1 − θ) − θ):
+/// * Howard et al. (2021, Thm 4; inequality of Fan, Grama & Liu 2015): with predictions x̂ᵢ₋₁ = the
+///   running mean (x̂₀ = midpoint) and V̂ₙ = Σ(xᵢ − x̂ᵢ₋₁)², exp(θSₙ/c − ψ(θ)V̂ₙ/c²) is a nonnegative
+///   supermartingale, and so is the same with −Sₙ.
+/// * Mixing both signs over a grid θₖ = (63/64)·1.2⁻ᵏ with weights wₖ = (1−q)/(1+q)·q^|k−k*|
+///   (q = 0.8, k* tuned to n ≈ `tuned_n`, Σwₖ ≤ 1) gives
+///   Mₙ = ½Σwₖ(e^{θₖSₙ/c − ψₖV̂ₙ/c²} + e^{−θₖSₙ/c − ψₖV̂ₙ/c²}), and Ville's inequality gives
+///   P(∃n: Mₙ ≥ 1/α) ≤ α. This is the discrete analogue of the Robbins normal mixture; the
+///   continuous one needs sub-Gaussian increments, which bounded skewed data are not.
+/// * Mₙ < 1/α implies |Sₙ|/c < u where Σwₖ·exp(θₖu − ψₖW/c²) = 2/α, so the interval is
+///   x̄ ± c·u/n, clamped to [lo, hi]. W ≥ V̂ₙ (see `Running`) only widens it.
+///
+/// The width shrinks like √(V̂ₙ·log n)/n plus a c·log/n term that stops early, low-variance streams
+/// from looking certain. Returns None when n == 0 or the range is not a finite [lo, hi]; an invalid
+/// alpha (≤ 0 or NaN) gives the whole range.
+pub fn confidence_sequence(r: &Running, lo: f64, hi: f64, alpha: f64, tuned_n: f64) -> Option<(f64, f64)> {
+    if r.n == 0 || !lo.is_finite() || !hi.is_finite() || lo > hi {
+        return None;
+    }
+    if lo == hi {
+        return Some((lo, hi));
+    }
+    if alpha.is_nan() || alpha <= 0.0 || !r.mean.is_finite() {
+        return Some((lo, hi));
+    }
+    let alpha = alpha.min(1.0);
+    let c = hi - lo;
+    let w = r.variance_process(c) / (c * c);
+    let u = deviation_bound(w, (2.0 / alpha).ln(), &Mixture::tuned(tuned_n));
+    let half = c * u / r.n as f64;
+    let usable = half.is_finite() && half >= 0.0;
+    if !usable {
+        return Some((lo, hi));
+    }
+    // Clamping the centre first keeps lower ≤ upper even if a caller pushed out-of-range data.
+    let mean = r.mean.clamp(lo, hi);
+    Some(((mean - half).max(lo), (mean + half).min(hi)))
+}
+
+/// Same for a Bernoulli/bounded win-rate in [0,1]: convenience wrapper.
+pub fn rate_bounds(r: &Running, alpha: f64, tuned_n: f64) -> Option<(f64, f64)> {
+    confidence_sequence(r, 0.0, 1.0, alpha, tuned_n)
+}
+
+/// Log of the e-process behind `confidence_sequence`, testing H0: mean = theta0 for data in [lo, hi].
+///
+/// Under H0 the running maximum of this value exceeds ln(1/α) with probability ≤ α, whatever the
+/// distribution of the bounded data and however often it is read; min over n of exp(−value) is an
+/// anytime-valid p-value. The value is a lower bound on ln Mₙ(theta0) (terms far from the peak and
+/// the other sign are dropped), so it errs towards less evidence. Unlike `msprt_log_lambda` it needs
+/// no variance floor and stays valid for skewed scores such as judge verdicts; the price is slower
+/// detection (median 230 vs 85 samples for a 0.1 shift at sd 0.3 on [-1, 1]).
+/// Invalid input (n == 0, bad range, theta0 outside [lo, hi]) gives 0: no evidence.
+pub fn bounded_log_evidence(r: &Running, lo: f64, hi: f64, theta0: f64, tuned_n: f64) -> f64 {
+    let valid = lo.is_finite() && hi.is_finite() && lo < hi && (lo..=hi).contains(&theta0);
+    if r.n == 0 || !valid || !r.mean.is_finite() {
+        return 0.0;
+    }
+    let c = hi - lo;
+    let w = r.variance_process(c) / (c * c);
+    let s = (r.n as f64 * (r.mean - theta0) / c).abs();
+    let mix = Mixture::tuned(tuned_n);
+    let g = grid();
+    let mut best_k = 0;
+    let mut best = f64::NEG_INFINITY;
+    for (k, &(theta, psi)) in g.points.iter().enumerate() {
+        let e = mix.log_weight(k) + theta * s - psi * w;
+        if e > best {
+            best = e;
+            best_k = k;
+        }
+    }
+    let start = best_k.saturating_sub(NEWTON_WINDOW);
+    let end = (best_k + NEWTON_WINDOW + 1).min(GRID_LEN);
+    let window = g.points.get(start..end).unwrap_or(&[]);
+    let mut sum = 0.0;
+    for (&(theta, psi), k) in window.iter().zip(start..) {
+        sum += (mix.log_weight(k) + theta * s - psi * w - best).exp();
+    }
+    let value = best + sum.ln() - std::f64::consts::LN_2;
+    if value.is_finite() {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// mSPRT on paired per-request scores x_i (mean-zero under H0), normal mixture with mixing variance tau2
+/// and plug-in variance (floored). Returns the log likelihood ratio log Λ_n; reject H0 when
+/// log Λ_n >= ln(1/alpha).
+///
+/// Johari, Koomen, Pekelis & Walsh (2017, KDD; Oper. Res. 2022), with V = max(s², var_floor):
+///
+/// log Λₙ = ½·ln(V/(V + nτ²)) + n²τ²(x̄ₙ − θ₀)² / (2V(V + nτ²))
+///
+/// This is exact only for Gaussian data of known variance V. With a plug-in variance it is valid
+/// only asymptotically, and `var_floor` carries the small-n safety: in simulation (Gaussian sd 0.3,
+/// 2,000 steps, α = 0.05) a floor of 0.01 crossed under H0 in 20–40 % of runs, mostly at n ≤ 3,
+/// a floor equal to the true variance in ≈ 3 %. For skewed bounded scores (judge verdicts, rare
+/// flags) no floor makes it safe; decide on `confidence_sequence` / `bounded_log_evidence` and use
+/// this for display or as a fast secondary signal. Returns 0 (no evidence) when n == 0, tau2 ≤ 0 or
+/// the floored variance is not positive.
+pub fn msprt_log_lambda(r: &Running, theta0: f64, tau2: f64, var_floor: f64) -> f64 {
+    let usable_tau = tau2 > 0.0 && tau2.is_finite();
+    if r.n == 0 || !usable_tau || !theta0.is_finite() || !r.mean.is_finite() {
+        return 0.0;
+    }
+    let v = r.variance().max(var_floor);
+    let usable_var = v > 0.0 && v.is_finite();
+    if !usable_var {
+        return 0.0;
+    }
+    let n = r.n as f64;
+    let spread = v + n * tau2;
+    let d = r.mean - theta0;
+    let value = 0.5 * (v / spread).ln() + n * n * tau2 * d * d / (2.0 * v * spread);
+    if value.is_finite() {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// Mixing variance τ² for `msprt_log_lambda` that makes the boundary tightest near n = tuned_n.
+///
+/// Howard et al. (2021) tune the two-sided normal mixture for intrinsic time m with
+/// ρ = m / (2 ln(1/α) + ln(1 + 2 ln(1/α))); with m = tuned_n·V and ρ = V²/τ² (the mSPRT's θ ~ N(0, τ²)
+/// is λ = θ/V ~ N(0, 1/ρ)) this is τ² = V·(2 ln(1/α) + ln(1 + 2 ln(1/α)))/tuned_n. It is chosen over
+/// mixtureSPRT's calcTau because it scales with V, so rescaling the scores does not retune it.
+/// alpha outside (0, 1) is treated as 0.05.
+pub fn mixture_tau2(var: f64, alpha: f64, tuned_n: f64) -> f64 {
+    let alpha = if alpha > 0.0 && alpha < 1.0 { alpha } else { 0.05 };
+    let n = if tuned_n >= 1.0 { tuned_n } else { 1.0 };
+    let l = 2.0 * (1.0 / alpha).ln();
+    var.max(0.0) * (l + (1.0 + l).ln()) / n
+}
+
+/// One-sided CUSUM for detecting a drop in a mean: S_t = max(0, S_{t-1} + (target - x_t - k)).
+///
+/// `n` counts observations since the last reset (so callers can demand a minimum before alarming,
+/// as frouros does with 30). Non-finite input is ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cusum {
+    pub s: f64,
+    pub n: u64,
+}
+
+impl Cusum {
+    /// Adds one observation and returns the new statistic.
+    pub fn push(&mut self, x: f64, target: f64, k: f64) -> f64 {
+        let step = target - x - k;
+        if !step.is_finite() {
+            return self.s;
+        }
+        self.s = (self.s + step).max(0.0);
+        self.n += 1;
+        self.s
+    }
+
+    pub fn reset(&mut self) {
+        *self = Cusum::default();
+    }
+}
+
+/// Inverse of the standard normal CDF (Acklam's rational approximation; absolute error < 1e-8 for
+/// p in [1e-15, 1 − 1e-15]). Returns ∓∞ at 0 and 1 and NaN outside [0, 1].
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] =
+        [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    const P_LOW: f64 = 0.02425;
+
+    if p.is_nan() || !(0.0..=1.0).contains(&p) {
+        return f64::NAN;
+    }
+    if p == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p == 1.0 {
+        return f64::INFINITY;
+    }
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < P_LOW {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p <= 1.0 - P_LOW {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        // ln_1p keeps precision where 1 − p would round.
+        -tail((-2.0 * (-p).ln_1p()).sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct SplitMix64(u64);
+
+    impl SplitMix64 {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [0, 1).
+        fn uniform(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        }
+
+        fn bernoulli(&mut self, p: f64) -> f64 {
+            if self.uniform() < p {
+                1.0
+            } else {
+                0.0
+            }
+        }
+
+        fn gauss(&mut self, mean: f64, sd: f64) -> f64 {
+            let u1 = 1.0 - self.uniform();
+            let u2 = self.uniform();
+            mean + sd * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    }
+
+    fn median(mut v: Vec<u64>) -> u64 {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn welford_matches_two_pass() {
+        let mut rng = SplitMix64(1);
+        let xs: Vec<f64> = (0..1000).map(|_| rng.gauss(3.0, 2.0)).collect();
+        let mut r = Running::default();
+        for &x in &xs {
+            r.push(x);
+        }
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+        assert_eq!(r.n, 1000);
+        assert!(close(r.mean, mean, 1e-12), "{} vs {}", r.mean, mean);
+        assert!(close(r.variance(), var, 1e-10), "{} vs {}", r.variance(), var);
+
+        let mut one = Running::default();
+        assert_eq!(one.variance(), 0.0);
+        one.push(5.0);
+        assert_eq!((one.n, one.mean, one.variance()), (1, 5.0, 0.0));
+        one.push(f64::NAN);
+        one.push(f64::INFINITY);
+        assert_eq!(one.n, 1);
+    }
+
+    #[test]
+    fn merge_equals_pushing_everything() {
+        let mut rng = SplitMix64(2);
+        let xs: Vec<f64> = (0..999).map(|_| rng.uniform() * 10.0 - 2.0).collect();
+        let mut all = Running::default();
+        for &x in &xs {
+            all.push(x);
+        }
+        let mut merged = Running::default();
+        for chunk in xs.chunks(137) {
+            let mut part = Running::default();
+            for &x in chunk {
+                part.push(x);
+            }
+            merged.merge(&part);
+        }
+        merged.merge(&Running::default());
+        assert_eq!(merged.n, all.n);
+        assert!(close(merged.mean, all.mean, 1e-12));
+        assert!(close(merged.variance(), all.variance(), 1e-10));
+
+        // Merging into an empty accumulator is a copy, so its bounds stay as tight as the original's.
+        let mut copy = Running::default();
+        copy.merge(&all);
+        assert_eq!(copy, all);
+
+        // After a real merge the interval falls back to the order-free bound: still valid, a bit wider.
+        let a = confidence_sequence(&all, -2.0, 8.0, 0.05, 300.0).unwrap();
+        let b = confidence_sequence(&merged, -2.0, 8.0, 0.05, 300.0).unwrap();
+        assert!(b.1 - b.0 >= a.1 - a.0 - 1e-9, "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn interval_edge_cases() {
+        let empty = Running::default();
+        assert_eq!(confidence_sequence(&empty, 0.0, 1.0, 0.05, 300.0), None);
+        let mut r = Running::default();
+        r.push(1.0);
+        assert_eq!(rate_bounds(&r, 0.05, 300.0), Some((0.0, 1.0)));
+        assert_eq!(confidence_sequence(&r, 1.0, 0.0, 0.05, 300.0), None);
+        assert_eq!(confidence_sequence(&r, 1.0, 1.0, 0.05, 300.0), Some((1.0, 1.0)));
+        assert_eq!(confidence_sequence(&r, 0.0, 1.0, f64::NAN, 300.0), Some((0.0, 1.0)));
+        let mut rng = SplitMix64(3);
+        for _ in 0..5000 {
+            r.push(rng.bernoulli(0.9));
+        }
+        let (lo, hi) = rate_bounds(&r, 0.05, 300.0).unwrap();
+        assert!(lo >= 0.0 && hi <= 1.0, "{lo} {hi}");
+        assert!((lo..=hi).contains(&r.mean), "{lo} {hi}");
+        let (lo2, hi2) = rate_bounds(&r, 0.001, 300.0).unwrap();
+        assert!(lo2 <= lo && hi2 >= hi, "smaller alpha must widen");
+        for bad in [f64::NAN, 0.0, -5.0, f64::INFINITY] {
+            assert!(rate_bounds(&r, 0.05, bad).is_some());
+        }
+    }
+
+    #[test]
+    fn coverage_under_continuous_monitoring() {
+        let (runs, steps, p, alpha): (u32, u32, f64, f64) = (300, 2000, 0.7, 0.05);
+        let mut rng = SplitMix64(4);
+        let mut missed = 0;
+        for _ in 0..runs {
+            let mut r = Running::default();
+            for _ in 0..steps {
+                r.push(rng.bernoulli(p));
+                let (lo, hi) = rate_bounds(&r, alpha, 300.0).unwrap();
+                if !(lo..=hi).contains(&p) {
+                    missed += 1;
+                    break;
+                }
+            }
+        }
+        let rate = missed as f64 / runs as f64;
+        // Binomial sd at 5 % over 300 runs is 1.3 points; the bound is conservative (≈ 2 % observed).
+        assert!(rate <= alpha + 0.02, "true mean left the interval in {missed}/{runs} runs");
+    }
+
+    #[test]
+    fn width_shrinks_like_sqrt_log_n_over_n() {
+        let mut rng = SplitMix64(5);
+        let mut r = Running::default();
+        let mut w100 = 0.0;
+        for _ in 0..10_000 {
+            r.push(rng.bernoulli(0.7));
+            if r.n == 100 {
+                let (lo, hi) = rate_bounds(&r, 0.05, 300.0).unwrap();
+                w100 = hi - lo;
+            }
+        }
+        let (lo, hi) = rate_bounds(&r, 0.05, 300.0).unwrap();
+        let w10k = hi - lo;
+        assert!(w10k < w100 / 5.0, "width {w100} at n=100, {w10k} at n=10000");
+        assert!(w10k > 0.0);
+    }
+
+    #[test]
+    fn msprt_controls_false_alarms_and_detects_a_shift() {
+        let (alpha, sd, steps): (f64, f64, u32) = (0.05, 0.3, 2000);
+        let threshold = (1.0 / alpha).ln();
+        // The floor stands for the noise baseline's variance, as the router is meant to supply it.
+        let floor = sd * sd;
+        let tau2 = mixture_tau2(floor, alpha, 300.0);
+        let mut rng = SplitMix64(6);
+
+        let runs: u32 = 300;
+        let mut false_alarms = 0_u32;
+        for _ in 0..runs {
+            let mut r = Running::default();
+            for _ in 0..steps {
+                r.push(rng.gauss(0.0, sd));
+                if msprt_log_lambda(&r, 0.0, tau2, floor) >= threshold {
+                    false_alarms += 1;
+                    break;
+                }
+            }
+        }
+        let rate = false_alarms as f64 / runs as f64;
+        assert!(rate <= alpha + 0.025, "H0 crossed in {false_alarms}/{runs} runs");
+
+        let runs: u32 = 200;
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let mut r = Running::default();
+            for _ in 0..steps {
+                r.push(rng.gauss(0.1, sd));
+                if msprt_log_lambda(&r, 0.0, tau2, floor) >= threshold {
+                    times.push(r.n);
+                    break;
+                }
+            }
+        }
+        let hits = times.len();
+        let med = median(times);
+        assert!(
+            (hits as f64) >= 0.98 * f64::from(runs),
+            "shift 0.1/sd 0.3 detected in {hits}/{runs} runs, median n = {med}"
+        );
+        assert!(med <= 300, "median crossing time {med} ({hits}/{runs} detected)");
+    }
+
+    #[test]
+    fn msprt_degenerate_input_gives_no_evidence() {
+        let mut r = Running::default();
+        assert_eq!(msprt_log_lambda(&r, 0.0, 0.01, 0.01), 0.0);
+        r.push(0.5);
+        assert_eq!(msprt_log_lambda(&r, 0.0, 0.0, 0.01), 0.0);
+        assert_eq!(msprt_log_lambda(&r, 0.0, 0.01, 0.0), 0.0);
+        assert!(msprt_log_lambda(&r, 0.0, 0.01, 0.01).is_finite());
+    }
+
+    #[test]
+    fn bounded_evidence_is_valid_for_skewed_scores_and_still_detects() {
+        let (alpha, steps): (f64, u32) = (0.05, 1000);
+        let threshold = (1.0 / alpha).ln();
+        let mut rng = SplitMix64(7);
+        // Mean zero but skewed, like paired judge scores: long runs of −0.1, rare +0.9.
+        let runs: u32 = 100;
+        let mut false_alarms = 0_u32;
+        for _ in 0..runs {
+            let mut r = Running::default();
+            for _ in 0..steps {
+                r.push(if rng.uniform() < 0.1 { 0.9 } else { -0.1 });
+                if bounded_log_evidence(&r, -1.0, 1.0, 0.0, 300.0) >= threshold {
+                    false_alarms += 1;
+                    break;
+                }
+            }
+        }
+        assert!(
+            f64::from(false_alarms) <= (alpha + 0.03) * f64::from(runs),
+            "H0 crossed in {false_alarms}/{runs} runs"
+        );
+
+        let runs: usize = 50;
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let mut r = Running::default();
+            for _ in 0..2000 {
+                r.push(rng.gauss(0.1, 0.3).clamp(-1.0, 1.0));
+                if bounded_log_evidence(&r, -1.0, 1.0, 0.0, 300.0) >= threshold {
+                    times.push(r.n);
+                    break;
+                }
+            }
+        }
+        let hits = times.len();
+        let med = median(times);
+        assert!(hits >= runs - 1, "detected in {hits}/{runs} runs, median n = {med}");
+        assert!(med <= 600, "median crossing time {med}");
+        assert_eq!(bounded_log_evidence(&Running::default(), -1.0, 1.0, 0.0, 300.0), 0.0);
+    }
+
+    #[test]
+    fn evidence_agrees_with_the_interval() {
+        let mut rng = SplitMix64(8);
+        let mut r = Running::default();
+        for _ in 0..500 {
+            r.push(rng.bernoulli(0.7));
+        }
+        let (lo, hi) = rate_bounds(&r, 0.05, 300.0).unwrap();
+        let level = (1.0 / 0.05_f64).ln();
+        // Well outside the interval the e-process must have crossed; at the mean it must not have.
+        assert!(bounded_log_evidence(&r, 0.0, 1.0, (lo - 0.02).max(0.0), 300.0) >= level);
+        assert!(bounded_log_evidence(&r, 0.0, 1.0, (hi + 0.02).min(1.0), 300.0) >= level);
+        assert!(bounded_log_evidence(&r, 0.0, 1.0, r.mean, 300.0) < level);
+    }
+
+    #[test]
+    fn cusum_hand_worked() {
+        let mut c = Cusum::default();
+        // target 1.0, k 0.1: increments are 0.9 − x.
+        let expected: [(f64, f64); 6] = [(1.0, 0.0), (0.5, 0.4), (0.6, 0.7), (1.2, 0.4), (2.0, 0.0), (0.0, 0.9)];
+        for (x, s) in expected {
+            let got = c.push(x, 1.0, 0.1);
+            assert!((got - s).abs() < 1e-12, "after {x}: {got} != {s}");
+            assert_eq!(got, c.s);
+        }
+        assert_eq!(c.n, 6);
+        assert_eq!(c.push(f64::NAN, 1.0, 0.1), c.s);
+        assert_eq!(c.n, 6);
+        c.reset();
+        assert_eq!(c, Cusum::default());
+        assert!((c.push(0.4, 1.0, 0.1) - 0.5).abs() < 1e-12);
+        assert_eq!(c.n, 1);
+    }
+
+    #[test]
+    fn normal_quantile_known_values() {
+        let cases: [(f64, f64); 6] = [
+            (0.5, 0.0),
+            (0.975, 1.959_963_984_540_054),
+            (0.025, -1.959_963_984_540_054),
+            (0.01, -2.326_347_874_040_841),
+            (0.999, 3.090_232_306_167_813),
+            (1e-10, -6.361_340_902_404_056),
+        ];
+        for (p, z) in cases {
+            let got = normal_quantile(p);
+            assert!((got - z).abs() < 1e-8, "Φ⁻¹({p}) = {got}, expected {z}");
+        }
+        assert_eq!(normal_quantile(0.0), f64::NEG_INFINITY);
+        assert_eq!(normal_quantile(1.0), f64::INFINITY);
+        assert!(normal_quantile(1.5).is_nan());
+        assert!(normal_quantile(f64::NAN).is_nan());
+    }
+}

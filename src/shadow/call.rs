@@ -1,0 +1,92 @@
+//! One background upstream call (candidate, noise re-send, judge, embedding): sent, read to the end, timed.
+
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, Request};
+use http_body_util::BodyExt;
+
+use crate::config::Model;
+use crate::evaluate::Timing;
+use crate::proxy::capture::{Capture, Captured, Format};
+use crate::proxy::UpBody;
+use crate::state::HttpClient;
+
+/// How much of a background response is kept.
+pub const CAPTURE_CAP: usize = 1024 * 1024;
+
+/// How a background call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    Ok,
+    Error(String),
+    Timeout,
+}
+
+/// The result of a background call.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    pub outcome: CallOutcome,
+    pub captured: Captured,
+    pub timing: Timing,
+}
+
+/// Sends `body` to `model` at `path` with only the headers the router chooses: the content
+/// type, the model's own key, the request id and `x-shadowroute-shadow: 1`. Never a client header.
+pub async fn call(
+    client: &HttpClient,
+    model: &Model,
+    path_and_query: &str,
+    content_type: HeaderValue,
+    body: UpBody,
+    request_id: &HeaderValue,
+    timeout: Duration,
+) -> CallResult {
+    let started = Instant::now();
+    let mut first_byte = None;
+    let mut capture: Option<Capture> = None;
+    let work = async {
+        let mut req = Request::post(format!("{}{}", model.url, path_and_query))
+            .header(header::CONTENT_TYPE, content_type)
+            .header("x-shadowroute-shadow", "1")
+            .header("x-request-id", request_id.clone());
+        if let Some(key) = &model.api_key {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|e| e.to_string())?;
+            v.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, v);
+        }
+        let req = req.body(body).map_err(|e| e.to_string())?;
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let format = Format::from_content_type(resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+        let cap = capture.insert(Capture::new(format, CAPTURE_CAP));
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Some(data) = frame.data_ref() {
+                first_byte.get_or_insert_with(Instant::now);
+                cap.push(data);
+            }
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("status {}", status.as_u16()))
+        }
+    };
+    let outcome = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(())) => CallOutcome::Ok,
+        Ok(Err(e)) => CallOutcome::Error(e),
+        Err(_) => CallOutcome::Timeout,
+    };
+    let end = Instant::now();
+    let captured = capture.map(Capture::finish).unwrap_or_default();
+    let outcome = match (&outcome, &captured.error) {
+        (CallOutcome::Ok, Some(e)) => CallOutcome::Error(format!("error in the response: {e}")),
+        _ => outcome,
+    };
+    let timing = Timing {
+        ttft_us: first_byte.unwrap_or(end).duration_since(started).as_micros() as u64,
+        total_us: end.duration_since(started).as_micros() as u64,
+    };
+    CallResult { outcome, captured, timing }
+}

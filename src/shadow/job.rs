@@ -1,0 +1,378 @@
+//! One shadowed request in the background: candidate calls, the leader's noise re-send, comparison, judge, record.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde_json::Value;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
+
+use super::call::{call, CallOutcome, CallResult};
+use super::{sampling, LeaderResult};
+use crate::app::SharedApp;
+use crate::compare::judge::{self, JudgeOutcome, Verdict};
+use crate::compare::{self, Comparator, Output};
+use crate::config::{Agreement, Candidate, Route, StorePayloads};
+use crate::evaluate::{Estimate, Sample, ShadowOutcome};
+use crate::proxy::capture::Captured;
+use crate::proxy::modality::Endpoint;
+use crate::proxy::request::{ClientRequest, Payload};
+use crate::proxy::UpBody;
+use crate::state::Snapshot;
+use crate::store::{self, ComparisonRecord, Write};
+
+/// How outputs of a route are compared.
+pub enum Compare {
+    Pure(Comparator),
+    /// Cosine similarity through an embeddings model from `models:`.
+    Embedding(String),
+    /// Binary outputs (speech, images): latency and errors only.
+    None,
+}
+
+/// The comparator for a route and endpoint: embeddings compare neighbourhoods, audio
+/// and image outputs are not compared, everything else uses the route's `agreement`.
+pub fn comparator_for(route: &Route, endpoint: Endpoint) -> Compare {
+    match endpoint {
+        Endpoint::Embeddings => Compare::Pure(Comparator::Neighbourhood),
+        Endpoint::AudioSpeech | Endpoint::ImageGenerations | Endpoint::ImageEdits | Endpoint::ImageVariations => {
+            Compare::None
+        }
+        _ => match &route.evaluate.agreement {
+            Agreement::Exact => Compare::Pure(Comparator::Exact),
+            Agreement::Normalized => Compare::Pure(Comparator::Normalized),
+            Agreement::TokenF1 => Compare::Pure(Comparator::TokenF1),
+            Agreement::RougeL => Compare::Pure(Comparator::RougeL),
+            Agreement::Json => Compare::Pure(Comparator::Json),
+            Agreement::Wer => Compare::Pure(Comparator::Wer),
+            Agreement::Embedding(m) => Compare::Embedding(m.clone()),
+        },
+    }
+}
+
+fn output(c: &Captured) -> Output {
+    Output {
+        text: c.text.clone(),
+        tool_calls: c
+            .tool_calls
+            .iter()
+            .map(|t| compare::ToolCall { name: t.name.clone(), arguments: t.arguments.clone() })
+            .collect(),
+        embeddings: c.embeddings.clone(),
+    }
+}
+
+/// Everything one background job needs; it owns its permits until it ends.
+pub struct Job {
+    pub app: SharedApp,
+    pub snap: Arc<Snapshot>,
+    pub route: Arc<Route>,
+    pub leader: String,
+    pub jobs: Vec<(Candidate, OwnedSemaphorePermit)>,
+    pub noise: Option<OwnedSemaphorePermit>,
+    pub req: Arc<ClientRequest>,
+    pub request_id: HeaderValue,
+    pub segment: String,
+}
+
+impl Job {
+    fn path(&self) -> String {
+        match &self.req.query {
+            Some(q) => format!("{}?{q}", self.req.endpoint.path()),
+            None => self.req.endpoint.path().to_string(),
+        }
+    }
+
+    fn content_type(&self) -> HeaderValue {
+        match &self.req.payload {
+            Payload::Multipart { boundary, .. } => {
+                HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+                    .unwrap_or(HeaderValue::from_static("multipart/form-data"))
+            }
+            Payload::Json(_) => HeaderValue::from_static("application/json"),
+        }
+    }
+
+    /// Sends the request to `model` (its own URL, key and model name).
+    fn send(
+        &self,
+        model: &str,
+        timeout: std::time::Duration,
+    ) -> Option<impl std::future::Future<Output = CallResult> + Send + 'static> {
+        let up = self.snap.upstream(model)?;
+        let (client, m) = (up.shadow_client.clone(), up.model.clone());
+        let (path, ct, rid) = (self.path(), self.content_type(), self.request_id.clone());
+        let body = self.req.body_for(&m.model);
+        Some(async move { call(&client, &m, &path, ct, body, &rid, timeout).await })
+    }
+
+    pub async fn run(self, leader_rx: oneshot::Receiver<LeaderResult>) {
+        let mut calls = JoinSet::new();
+        for (cand, permit) in &self.jobs {
+            if let Some(fut) = self.send(&cand.model, cand.timeout) {
+                let model = cand.model.clone();
+                // The permit stays with the job (self.jobs) until the comparison is recorded.
+                let _ = permit;
+                calls.spawn(async move { (model, fut.await) });
+            }
+        }
+        let noise_timeout = self.snap.upstream(&self.leader).map(|u| u.model.timeouts.total).unwrap_or_default();
+        let noise_call = match (&self.noise, self.send(&self.leader, noise_timeout)) {
+            (Some(_), Some(fut)) => Some(tokio::spawn(fut)),
+            _ => None,
+        };
+        let leader = leader_rx.await.ok();
+        let mut results = Vec::new();
+        while let Some(done) = calls.join_next().await {
+            if let Ok(r) = done {
+                results.push(r);
+            }
+        }
+        let noise = match noise_call {
+            Some(h) => h.await.ok(),
+            None => None,
+        };
+        let compare = comparator_for(&self.route, self.req.endpoint);
+        let leader_ok = leader.as_ref().filter(|l| l.ok);
+        if let (Some(l), Some(n)) = (leader_ok, &noise) {
+            if n.outcome == CallOutcome::Ok {
+                if let Some(a) = self.agreement(&compare, &l.captured, &n.captured).await {
+                    self.app
+                        .shadow
+                        .evaluations()
+                        .entry(self.route.name.clone())
+                        .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader))
+                        .record_noise(&self.segment, a);
+                }
+            }
+        }
+        for (model, result) in results {
+            self.finish_candidate(&model, &compare, leader.as_ref(), leader_ok.is_some(), result).await;
+        }
+        drop(self.jobs);
+        drop(self.noise);
+    }
+
+    async fn finish_candidate(
+        &self,
+        model: &str,
+        compare: &Compare,
+        leader: Option<&LeaderResult>,
+        leader_ok: bool,
+        r: CallResult,
+    ) {
+        let outcome = match (&r.outcome, leader_ok) {
+            (CallOutcome::Timeout, _) => ShadowOutcome::CandidateTimeout,
+            (CallOutcome::Error(_), _) => ShadowOutcome::CandidateError,
+            (CallOutcome::Ok, false) => ShadowOutcome::LeaderFailed,
+            (CallOutcome::Ok, true) => ShadowOutcome::Compared,
+        };
+        let route = self.route.name.as_str();
+        let m = &self.app.metrics;
+        m.shadow_requests.with_label_values(&[route, model, outcome.as_str()]).inc();
+        if let CallOutcome::Error(e) = &r.outcome {
+            tracing::debug!(route, candidate = model, error = %e, "shadow request failed");
+        }
+        let (mut agreement, mut judged) = (None, None);
+        if let (ShadowOutcome::Compared, Some(l)) = (outcome, leader) {
+            agreement = self.agreement(compare, &l.captured, &r.captured).await;
+            judged = self.judge(&l.captured, &r.captured).await;
+        }
+        let usage = r.captured.usage.clone().unwrap_or_default();
+        let price = self.snap.upstream(model).and_then(|u| u.model.price);
+        let cost = price.map(|p| p.cost(usage.input_tokens, usage.output_tokens)).unwrap_or(0.0);
+        self.app.shadow.spend(route, model, cost);
+        let leader_timing = leader.map(|l| l.timing).unwrap_or_default();
+        let sample = Sample {
+            segment: self.segment.clone(),
+            outcome,
+            agreement,
+            judge: judged,
+            leader: leader_timing,
+            candidate: Some(r.timing),
+            tokens_in: usage.input_tokens,
+            tokens_out: usage.output_tokens,
+            cost_usd: cost,
+        };
+        self.record(model, &sample);
+        let payload = self.payload(leader, &r);
+        let ms = |us: u64| us as f64 / 1000.0;
+        self.app.store.send(Write::Comparison(Box::new(ComparisonRecord {
+            at_ms: store::now_ms(),
+            route: route.to_string(),
+            candidate: model.to_string(),
+            leader: self.leader.clone(),
+            segment: self.segment.clone(),
+            request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
+            outcome: outcome.as_str().to_string(),
+            agreement,
+            noise: None,
+            judge: match judged {
+                Some(JudgeOutcome::Score(x)) => Some(x),
+                _ => None,
+            },
+            judge_inconclusive: matches!(judged, Some(JudgeOutcome::Inconclusive)),
+            leader_ttft_ms: ms(leader_timing.ttft_us),
+            leader_total_ms: ms(leader_timing.total_us),
+            candidate_ttft_ms: Some(ms(r.timing.ttft_us)),
+            candidate_total_ms: Some(ms(r.timing.total_us)),
+            tokens_in: usage.input_tokens,
+            tokens_out: usage.output_tokens,
+            cost_usd: cost,
+            payload,
+        })));
+    }
+
+    /// Updates the evaluation and its exported gauges.
+    fn record(&self, model: &str, sample: &Sample) {
+        let route = self.route.name.as_str();
+        let alpha = 1.0 - self.route.policy.confidence;
+        let tuned = self.route.policy.min_samples as f64;
+        let mut evals = self.app.shadow.evaluations();
+        let eval = evals.entry(route.to_string()).or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader));
+        if eval.leader != self.leader {
+            // The leader changed while this request was in flight: its evidence is stale.
+            return;
+        }
+        eval.record(model, sample);
+        let m = &self.app.metrics;
+        let noise = eval.noise;
+        if let Some(c) = eval.candidates.get(model) {
+            let arm = &c.overall;
+            if arm.agreement.n > 0 {
+                m.agreement.with_label_values(&[route, model]).set(arm.agreement.mean);
+            }
+            if let Some(e) = Estimate::of(&arm.judge, 0.0, 1.0, alpha, tuned) {
+                m.judge_win_rate.with_label_values(&[route, model]).set(e.mean);
+                m.judge_win_rate_lower.with_label_values(&[route, model]).set(e.lower);
+                m.judge_win_rate_upper.with_label_values(&[route, model]).set(e.upper);
+            }
+            for (label, total, q) in [
+                ("ttft_p50", false, 0.5),
+                ("ttft_p95", false, 0.95),
+                ("total_p50", true, 0.5),
+                ("total_p95", true, 0.95),
+            ] {
+                if let Some(r) = arm.latency_ratio(total, q) {
+                    m.latency_ratio.with_label_values(&[route, model, label]).set(r);
+                }
+            }
+        }
+        if noise.n > 0 {
+            m.noise_agreement.with_label_values(&[route]).set(noise.mean);
+        }
+    }
+
+    /// Agreement of two outputs under the route's comparator.
+    async fn agreement(&self, compare: &Compare, a: &Captured, b: &Captured) -> Option<f64> {
+        match compare {
+            Compare::None => None,
+            Compare::Pure(c) => compare::agreement(c, &output(a), &output(b)),
+            Compare::Embedding(model) => {
+                let body =
+                    serde_json::json!({"model": self.snap.upstream(model)?.model.model, "input": [a.text, b.text]});
+                let up = self.snap.upstream(model)?;
+                let body = UpBody::new(vec![bytes::Bytes::from(serde_json::to_vec(&body).ok()?)]);
+                let r = call(
+                    &up.shadow_client,
+                    &up.model,
+                    "/embeddings",
+                    HeaderValue::from_static("application/json"),
+                    body,
+                    &self.request_id,
+                    up.model.timeouts.total,
+                )
+                .await;
+                match (r.outcome, r.captured.embeddings.as_slice()) {
+                    (CallOutcome::Ok, [x, y]) => compare::vectors::cosine(x, y).map(|c| c.clamp(0.0, 1.0)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The judge's verdict in both orders, when this request is in the judge's sample.
+    async fn judge(&self, leader: &Captured, cand: &Captured) -> Option<JudgeOutcome> {
+        let cfg = self.route.evaluate.judge.as_ref()?;
+        let chatty =
+            matches!(self.req.endpoint, Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Responses);
+        if !chatty || !sampling::sampled(self.request_id.as_bytes(), &self.route.name, "judge", cfg.sample) {
+            return None;
+        }
+        let template = cfg.prompt.as_deref().unwrap_or(crate::config::DEFAULT_JUDGE_PROMPT);
+        let input = prompt_text(&self.req);
+        let (candidate_first, leader_first) = (
+            judge::render(template, &input, &cand.text, &leader.text),
+            judge::render(template, &input, &leader.text, &cand.text),
+        );
+        let (first, second) =
+            tokio::join!(self.ask_judge(&cfg.model, &candidate_first), self.ask_judge(&cfg.model, &leader_first));
+        Some(judge::combine(first, second))
+    }
+
+    async fn ask_judge(&self, model: &str, prompt: &str) -> Option<Verdict> {
+        let up = self.snap.upstream(model)?;
+        let body = serde_json::json!({"model": up.model.model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
+        let body = UpBody::new(vec![bytes::Bytes::from(serde_json::to_vec(&body).ok()?)]);
+        let r = call(
+            &up.shadow_client,
+            &up.model,
+            "/chat/completions",
+            HeaderValue::from_static("application/json"),
+            body,
+            &self.request_id,
+            up.model.timeouts.total,
+        )
+        .await;
+        match r.outcome {
+            CallOutcome::Ok => judge::parse_verdict(&r.captured.text),
+            _ => None,
+        }
+    }
+
+    fn payload(&self, leader: Option<&LeaderResult>, r: &CallResult) -> Option<store::Payload> {
+        let mode = self.route.evaluate.store_payloads;
+        if mode == StorePayloads::None {
+            return None;
+        }
+        let clean = |s: &str| if mode == StorePayloads::Redacted { store::redact::redact(s) } else { s.to_string() };
+        Some(store::Payload {
+            request: clean(&prompt_text(&self.req)),
+            leader: clean(leader.map(|l| l.captured.text.as_str()).unwrap_or("")),
+            candidate: clean(&r.captured.text),
+        })
+    }
+}
+
+/// The user's text in a request: the last user message, the prompt, or the input.
+pub fn prompt_text(req: &ClientRequest) -> String {
+    let Some(map) = req.json() else { return String::new() };
+    let content_text = |content: &Value| -> String {
+        match content {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
+            _ => String::new(),
+        }
+    };
+    if let Some(messages) = map.get("messages").and_then(Value::as_array) {
+        if let Some(m) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
+            return m.get("content").map(content_text).unwrap_or_default();
+        }
+    }
+    for key in ["prompt", "input"] {
+        match map.get(key) {
+            Some(Value::String(s)) => return s.clone(),
+            Some(Value::Array(items)) => {
+                return items
+                    .iter()
+                    .map(|i| i.get("content").map(content_text).unwrap_or_else(|| content_text(i)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            _ => {}
+        }
+    }
+    String::new()
+}

@@ -1,0 +1,222 @@
+//! Shadow traffic: which candidates a request is mirrored to, within which bounds, and what the comparisons showed.
+
+mod call;
+mod job;
+pub mod sampling;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::app::SharedApp;
+use crate::config::Candidate;
+use crate::evaluate::{RouteEval, Timing};
+use crate::proxy::capture::Captured;
+use crate::proxy::request::ClientRequest;
+use crate::state::{RouteState, Snapshot};
+
+pub use job::comparator_for;
+
+/// The leader's answer as the client received it, delivered to the shadow job when it ends.
+pub struct LeaderResult {
+    /// 2xx and streamed to the end.
+    pub ok: bool,
+    pub captured: Captured,
+    pub timing: Timing,
+}
+
+/// Spend of one candidate in the current hour.
+struct Budget {
+    hour_start: Instant,
+    spent: f64,
+}
+
+/// Who served a request, kept for a while so feedback can find it.
+#[derive(Clone)]
+pub struct Served {
+    pub route: String,
+    pub model: String,
+    pub segment: Option<String>,
+}
+
+/// Bounded memory of recently served request ids.
+#[derive(Default)]
+struct ServedLog {
+    map: HashMap<String, Served>,
+    order: VecDeque<String>,
+}
+
+const SERVED_CAPACITY: usize = 100_000;
+
+/// Process-wide shadow state.
+#[derive(Default)]
+pub struct Shadow {
+    limits: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    budgets: Mutex<HashMap<(String, String), Budget>>,
+    evaluations: Mutex<HashMap<String, RouteEval>>,
+    served: Mutex<ServedLog>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a sampled shadow request was not sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Drop {
+    Inflight,
+    Budget,
+    Draining,
+}
+
+impl Drop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drop::Inflight => "inflight",
+            Drop::Budget => "budget",
+            Drop::Draining => "draining",
+        }
+    }
+}
+
+impl Shadow {
+    /// The route's evaluation state, for reading or recording.
+    pub fn evaluations(&self) -> MutexGuard<'_, HashMap<String, RouteEval>> {
+        lock(&self.evaluations)
+    }
+
+    /// Aligns evaluations with a new snapshot: routes that are gone are dropped, and a
+    /// route whose leader changed starts over (its old evidence was about another leader).
+    pub fn sync_routes(&self, snap: &Snapshot) {
+        let mut evals = self.evaluations();
+        evals.retain(|name, eval| snap.routes.iter().any(|r| &r.route.name == name && r.leader == eval.leader));
+        for r in &snap.routes {
+            evals.entry(r.route.name.clone()).or_insert_with(|| RouteEval::new(&r.leader));
+        }
+    }
+
+    fn permit(&self, route: &str, key: &str, limit: usize) -> Option<OwnedSemaphorePermit> {
+        let sem = lock(&self.limits)
+            .entry((route.to_string(), key.to_string()))
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone();
+        sem.try_acquire_owned().ok()
+    }
+
+    fn within_budget(&self, route: &str, c: &Candidate) -> bool {
+        let Some(limit) = c.budget_per_hour else { return true };
+        let mut budgets = lock(&self.budgets);
+        let b = budgets
+            .entry((route.to_string(), c.model.clone()))
+            .or_insert(Budget { hour_start: Instant::now(), spent: 0.0 });
+        if b.hour_start.elapsed() >= Duration::from_secs(3600) {
+            *b = Budget { hour_start: Instant::now(), spent: 0.0 };
+        }
+        b.spent < limit
+    }
+
+    fn spend(&self, route: &str, candidate: &str, usd: f64) {
+        if let Some(b) = lock(&self.budgets).get_mut(&(route.to_string(), candidate.to_string())) {
+            b.spent += usd;
+        }
+    }
+
+    /// Remembers who served a request, for feedback.
+    pub fn served(&self, request_id: &str, served: Served) {
+        let mut log = lock(&self.served);
+        if log.map.insert(request_id.to_string(), served).is_none() {
+            log.order.push_back(request_id.to_string());
+        }
+        while log.order.len() > SERVED_CAPACITY {
+            if let Some(old) = log.order.pop_front() {
+                log.map.remove(&old);
+            }
+        }
+    }
+
+    pub fn lookup_served(&self, request_id: &str) -> Option<Served> {
+        lock(&self.served).map.get(request_id).cloned()
+    }
+}
+
+/// Decides which candidates this request is mirrored to and starts the background job.
+/// Returns the sender for the leader's result, or None when nothing is shadowed.
+/// Never waits: a full candidate or an exhausted budget is a counted drop.
+pub fn start(
+    app: &SharedApp,
+    snap: &Arc<Snapshot>,
+    route: &RouteState,
+    req: &Arc<ClientRequest>,
+    request_id: &HeaderValue,
+) -> Option<oneshot::Sender<LeaderResult>> {
+    if route.candidates.is_empty() {
+        return None;
+    }
+    let name = route.route.name.as_str();
+    let id = request_id.as_bytes();
+    let sampled: Vec<&Candidate> =
+        route.candidates.iter().filter(|c| sampling::sampled(id, name, &c.model, c.sample)).collect();
+    if sampled.is_empty() {
+        return None;
+    }
+    let mut jobs = Vec::with_capacity(sampled.len());
+    for c in sampled {
+        let dropped = if app.draining() {
+            Some(Drop::Draining)
+        } else if !app.shadow.within_budget(name, c) {
+            Some(Drop::Budget)
+        } else {
+            match app.shadow.permit(name, &c.model, c.max_inflight) {
+                Some(permit) => {
+                    jobs.push((c.clone(), permit));
+                    None
+                }
+                None => Some(Drop::Inflight),
+            }
+        };
+        if let Some(reason) = dropped {
+            app.metrics.shadow_dropped.with_label_values(&[name, &c.model, reason.as_str()]).inc();
+            app.shadow
+                .evaluations()
+                .entry(name.to_string())
+                .or_insert_with(|| RouteEval::new(&route.leader))
+                .dropped(&c.model, reason.as_str());
+        }
+    }
+    if jobs.is_empty() {
+        return None;
+    }
+    let noise = if sampling::sampled(id, name, "leader-noise", route.route.evaluate.noise_sample) {
+        let limit = jobs.iter().map(|(c, _)| c.max_inflight).max().unwrap_or(1);
+        app.shadow.permit(name, "leader-noise", limit)
+    } else {
+        None
+    };
+    let segment = {
+        let ev = &route.route.evaluate;
+        let mut evals = app.shadow.evaluations();
+        let eval = evals.entry(name.to_string()).or_insert_with(|| RouteEval::new(&route.leader));
+        eval.segmenter.key(
+            &ev.segment_by,
+            |h| req.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string),
+            ev.max_segments,
+        )
+    };
+    let (tx, rx) = oneshot::channel();
+    let job = job::Job {
+        app: app.clone(),
+        snap: snap.clone(),
+        route: route.route.clone(),
+        leader: route.leader.clone(),
+        jobs,
+        noise,
+        req: req.clone(),
+        request_id: request_id.clone(),
+        segment,
+    };
+    app.tasks.spawn(job.run(rx));
+    Some(tx)
+}

@@ -1,0 +1,44 @@
+//! Sampling decisions: a stable hash of the request id, per route and candidate, so a retried id decides the same way.
+
+/// A number in [0, 1) drawn from the request id, route and salt.
+pub fn draw(request_id: &[u8], route: &str, salt: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in request_id.iter().chain([0xff].iter()).chain(route.as_bytes()).chain([0xfe].iter()).chain(salt.as_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV alone is poorly mixed in its high bits for similar inputs; finish with splitmix64.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether this request is in the sample of size `rate`.
+pub fn sampled(request_id: &[u8], route: &str, salt: &str, rate: f64) -> bool {
+    rate > 0.0 && draw(request_id, route, salt) < rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_respected_and_decisions_stable() {
+        let n = 20_000;
+        let hits = (0..n).filter(|i| sampled(format!("req-{i}").as_bytes(), "chat", "qwen", 0.2)).count();
+        let rate = hits as f64 / n as f64;
+        assert!((rate - 0.2).abs() < 0.015, "{rate}");
+        assert!(!sampled(b"x", "chat", "qwen", 0.0));
+        assert!(sampled(b"x", "chat", "qwen", 1.0));
+        assert_eq!(sampled(b"abc", "chat", "qwen", 0.5), sampled(b"abc", "chat", "qwen", 0.5));
+        // Candidates are sampled independently of each other.
+        let both = (0..n).filter(|i| {
+            let id = format!("req-{i}");
+            sampled(id.as_bytes(), "chat", "a", 0.5) && sampled(id.as_bytes(), "chat", "b", 0.5)
+        });
+        let both = both.count() as f64 / n as f64;
+        assert!((both - 0.25).abs() < 0.02, "{both}");
+    }
+}

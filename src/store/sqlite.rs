@@ -1,0 +1,228 @@
+//! The embedded SQLite backend of the state store (WAL mode; SREs can query it with `sqlite3`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{now_ms, ComparisonRecord, DecisionRecord, FeedbackRecord, Override, Store, StoreError};
+
+/// A SQLite database file.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS comparisons (
+  id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, route TEXT NOT NULL, candidate TEXT NOT NULL,
+  leader TEXT NOT NULL, segment TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL,
+  agreement REAL, noise REAL, judge REAL, judge_inconclusive INTEGER NOT NULL,
+  leader_ttft_ms REAL NOT NULL, leader_total_ms REAL NOT NULL, candidate_ttft_ms REAL, candidate_total_ms REAL,
+  tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost_usd REAL NOT NULL,
+  payload_request TEXT, payload_leader TEXT, payload_candidate TEXT);
+CREATE INDEX IF NOT EXISTS comparisons_at ON comparisons(at_ms);
+CREATE TABLE IF NOT EXISTS decisions (
+  id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, route TEXT NOT NULL, kind TEXT NOT NULL,
+  from_model TEXT NOT NULL, to_model TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS overrides (
+  route TEXT PRIMARY KEY, model TEXT NOT NULL, configured_leader TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+  id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL,
+  request_id TEXT NOT NULL, score REAL NOT NULL);
+";
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(2)).map_err(err)?;
+        // WAL keeps readers (sqlite3, backups) from blocking the writer.
+        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(err)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// Number of comparison records (for tests and status).
+    pub fn count_comparisons(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM comparisons", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(err)
+    }
+}
+
+impl Store for SqliteStore {
+    fn comparison(&mut self, r: &ComparisonRecord) -> Result<(), StoreError> {
+        let (req, lead, cand) = match &r.payload {
+            Some(p) => (Some(p.request.as_str()), Some(p.leader.as_str()), Some(p.candidate.as_str())),
+            None => (None, None, None),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO comparisons (at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge,
+                 judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out,
+                 cost_usd, payload_request, payload_leader, payload_candidate)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                params![
+                    r.at_ms, r.route, r.candidate, r.leader, r.segment, r.request_id, r.outcome, r.agreement, r.noise, r.judge,
+                    r.judge_inconclusive, r.leader_ttft_ms, r.leader_total_ms, r.candidate_ttft_ms, r.candidate_total_ms,
+                    r.tokens_in as i64, r.tokens_out as i64, r.cost_usd, req, lead, cand
+                ],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO decisions (at_ms, route, kind, from_model, to_model, reason, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![d.at_ms, d.route, d.kind, d.from, d.to, d.reason, d.evidence.to_string()],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn set_override(&mut self, route: &str, o: Option<&Override>) -> Result<(), StoreError> {
+        match o {
+            Some(o) => self.conn.execute(
+                "INSERT INTO overrides (route, model, configured_leader, at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(route) DO UPDATE SET model = excluded.model, configured_leader = excluded.configured_leader, at_ms = excluded.at_ms",
+                params![route, o.model, o.configured_leader, o.at_ms],
+            ),
+            None => self.conn.execute("DELETE FROM overrides WHERE route = ?1", params![route]),
+        }
+        .map(|_| ())
+        .map_err(err)
+    }
+
+    fn feedback(&mut self, f: &FeedbackRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO feedback (at_ms, route, model, request_id, score) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![f.at_ms, f.route, f.model, f.request_id, f.score],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn overrides(&mut self) -> Result<Vec<Override>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT route, model, configured_leader, at_ms FROM overrides ORDER BY route")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Override { route: r.get(0)?, model: r.get(1)?, configured_leader: r.get(2)?, at_ms: r.get(3)? })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    fn decisions(&mut self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at_ms, route, kind, from_model, to_model, reason, evidence FROM decisions ORDER BY id DESC LIMIT ?1")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                let evidence: String = r.get(6)?;
+                Ok(DecisionRecord {
+                    at_ms: r.get(0)?,
+                    route: r.get(1)?,
+                    kind: r.get(2)?,
+                    from: r.get(3)?,
+                    to: r.get(4)?,
+                    reason: r.get(5)?,
+                    evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(err)?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn prune(&mut self, max_age: Duration, max_rows: u64) -> Result<u64, StoreError> {
+        let cutoff = now_ms() - max_age.as_millis() as i64;
+        let mut n = self.conn.execute("DELETE FROM comparisons WHERE at_ms < ?1", params![cutoff]).map_err(err)? as u64;
+        let keep_from: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM comparisons ORDER BY id DESC LIMIT 1 OFFSET ?1", params![max_rows as i64], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        if let Some(id) = keep_from {
+            n += self.conn.execute("DELETE FROM comparisons WHERE id <= ?1", params![id]).map_err(err)? as u64;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: i64) -> ComparisonRecord {
+        ComparisonRecord {
+            at_ms: now_ms() - i,
+            route: "chat".into(),
+            candidate: "qwen".into(),
+            leader: "gpt".into(),
+            segment: "all".into(),
+            request_id: format!("r{i}"),
+            outcome: "ok".into(),
+            agreement: Some(0.5),
+            noise: None,
+            judge: Some(1.0),
+            judge_inconclusive: false,
+            leader_ttft_ms: 1.0,
+            leader_total_ms: 2.0,
+            candidate_ttft_ms: Some(1.5),
+            candidate_total_ms: Some(2.5),
+            tokens_in: 3,
+            tokens_out: 4,
+            cost_usd: 0.001,
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn overrides_and_decisions_survive_reopening_and_prune_bounds_records() {
+        let dir = std::env::temp_dir().join(format!("sr-sqlite-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStore::open(&path).unwrap();
+            let o = Override { route: "chat".into(), model: "qwen".into(), configured_leader: "gpt".into(), at_ms: 1 };
+            s.set_override("chat", Some(&o)).unwrap();
+            let d = DecisionRecord {
+                at_ms: 2,
+                route: "chat".into(),
+                kind: "promote".into(),
+                from: "gpt".into(),
+                to: "qwen".into(),
+                reason: "leader degraded".into(),
+                evidence: serde_json::json!({"samples": 400}),
+            };
+            s.decision(&d).unwrap();
+            for i in 0..10 {
+                s.comparison(&record(i)).unwrap();
+            }
+            assert_eq!(s.prune(Duration::from_secs(3600), 4).unwrap(), 6);
+            assert_eq!(s.count_comparisons().unwrap(), 4);
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.overrides().unwrap()[0].model, "qwen");
+        let d = s.decisions(10).unwrap();
+        assert_eq!(d[0].evidence["samples"], 400);
+        s.set_override("chat", None).unwrap();
+        assert!(s.overrides().unwrap().is_empty());
+    }
+}
