@@ -108,7 +108,8 @@ impl Router {
 /// Prunes comparison records by age and count every minute, through the store's writer.
 fn spawn_retention(app: &SharedApp, max_age: Duration, max_rows: u64) {
     let app2 = app.clone();
-    app.tasks.spawn(async move {
+    // Not on `app.tasks`, which holds only request-driven work; it ends with the shutdown token.
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {

@@ -219,7 +219,7 @@ fn groups(b: &[u8], mut pos: usize, seps: &[u8], parens: bool, max_digits: usize
 /// Real numbers keep one separator style; the gap after a country code or an area code
 /// in parentheses may differ ("+1 (555) 123-4567"). Mixed styles usually mean two numbers.
 fn consistent_seps(g: &[Group], plus: bool) -> bool {
-    let mut seps = (1..g.len()).filter(|&k| !(plus && k == 1) && !g[k - 1].paren).map(|k| g[k].sep);
+    let mut seps = (1..g.len()).filter(|&k| (!plus || k != 1) && !g[k - 1].paren).map(|k| g[k].sep);
     match seps.next() {
         Some(first) => seps.all(|s| s == first),
         None => true,
