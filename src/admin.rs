@@ -5,13 +5,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::app::SharedApp;
 use crate::config::AdminToken;
-use crate::control::Command;
+use crate::control::{Command, Operator};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::{full, RespBody};
 
@@ -30,6 +31,14 @@ pub async fn handle(app: SharedApp, req: Request<Incoming>) -> Result<Response<R
         (Method::GET, "/admin/routes") => json_response(StatusCode::OK, &routes_view(&app)),
         (Method::POST, "/admin/reload") => match authorize(&app, req.headers()) {
             Ok(()) => reload(&app).await,
+            Err(resp) => *resp,
+        },
+        (Method::GET, "/admin/decisions") => {
+            let log: Vec<_> = app.board().log.iter().cloned().collect();
+            json_response(StatusCode::OK, &json!({ "decisions": log }))
+        }
+        (Method::POST, p) if p.starts_with("/admin/routes/") => match authorize(&app, req.headers()) {
+            Ok(()) => operate(&app, p, req).await,
             Err(resp) => *resp,
         },
         (_, "/healthz" | "/readyz" | "/metrics" | "/admin/config" | "/admin/routes" | "/admin/reload") => {
@@ -86,6 +95,7 @@ fn config_view(app: &SharedApp) -> Value {
 
 fn routes_view(app: &SharedApp) -> Value {
     let snap = app.snapshot();
+    let board = app.board();
     let evals = app.shadow.evaluations();
     let routes: Vec<Value> = snap
         .routes
@@ -103,6 +113,7 @@ fn routes_view(app: &SharedApp) -> Value {
                 "mode": r.route.policy.mode.as_str(),
                 "comparator": r.route.evaluate.agreement.name(),
                 "evidence": evidence,
+                "decision": board.routes.get(&r.route.name),
             })
         })
         .collect();
@@ -142,6 +153,56 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
     }
     diff == 0
+}
+
+/// `POST /admin/routes/{route}/promote|rollback|pause|resume`, through control.
+async fn operate(app: &SharedApp, path: &str, req: Request<Incoming>) -> Response<RespBody> {
+    let rest = path.trim_start_matches("/admin/routes/");
+    let Some((route, verb)) = rest.rsplit_once('/') else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "expected /admin/routes/{route}/promote|rollback|pause|resume",
+            "unknown_url",
+        );
+    };
+    let action = match verb {
+        "promote" => {
+            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large", "request_too_large"),
+            };
+            let model = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string));
+            match model {
+                Some(m) => Operator::Promote(m),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "promote needs a JSON body {\"model\": \"<name>\"}",
+                        "invalid_body",
+                    )
+                }
+            }
+        }
+        "rollback" => Operator::Rollback,
+        "pause" => Operator::Pause,
+        "resume" => Operator::Resume,
+        other => return error(StatusCode::NOT_FOUND, &format!("unknown route action `{other}`"), "unknown_url"),
+    };
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::Operate { route: route.to_string(), action, reply: tx };
+    if app.control.send(cmd).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the router is shutting down", "draining");
+    }
+    match rx.await {
+        Ok(Ok(message)) => json_response(StatusCode::OK, &json!({"status": "ok", "message": message})),
+        Ok(Err((status, message))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            error(status, &message, "rejected")
+        }
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the router is shutting down", "draining"),
+    }
 }
 
 async fn reload(app: &SharedApp) -> Response<RespBody> {

@@ -1,14 +1,14 @@
 //! The shared handles every task sees: the snapshot, metrics, the control channel, background tasks.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::Command;
+use crate::control::{Board, Command};
 use crate::metrics::Metrics;
 use crate::shadow::Shadow;
 use crate::state::Snapshot;
@@ -21,6 +21,8 @@ pub struct App {
     pub control: mpsc::Sender<Command>,
     pub shadow: Shadow,
     pub store: StoreHandle,
+    /// Decision states and the decision log, written by control.
+    board: Mutex<Board>,
     /// Shadow work, store writes and other background jobs, drained on shutdown.
     pub tasks: TaskTracker,
     /// Cancelled when the process begins to shut down.
@@ -37,6 +39,7 @@ impl App {
             control,
             shadow: Shadow::default(),
             store,
+            board: Mutex::new(Board::default()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             stage: AtomicU8::new(0),
@@ -67,6 +70,10 @@ impl App {
 
     pub fn begin_closing(&self) {
         self.stage.fetch_max(2, Ordering::Relaxed);
+    }
+
+    pub fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether readiness should pass.

@@ -39,6 +39,36 @@ enum Command {
         #[arg(long, default_value_t = 40.0)]
         rate: f64,
     },
+    /// A table of routes: leader, candidates, evidence with bounds, decision state and why.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Make MODEL the leader of ROUTE now (needs SHADOWROUTE_ADMIN_TOKEN).
+    Promote {
+        route: String,
+        model: String,
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Return ROUTE to its previous leader (needs SHADOWROUTE_ADMIN_TOKEN).
+    Rollback {
+        route: String,
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Stop automatic leader changes on ROUTE (needs SHADOWROUTE_ADMIN_TOKEN).
+    Pause {
+        route: String,
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Allow automatic leader changes on ROUTE again (needs SHADOWROUTE_ADMIN_TOKEN).
+    Resume {
+        route: String,
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+    },
     /// Run simulated OpenAI-compatible model servers on loopback.
     Sim {
         /// A sim YAML file; without it the built-in servers (the models of the example routes.yaml) start.
@@ -84,11 +114,28 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Status { admin } => run(async move {
+            println!("{}", shadowroute::status::status(&admin).await?);
+            Ok(())
+        }),
+        Command::Promote { route, model, admin } => operate(admin, route, "promote", Some(model)),
+        Command::Rollback { route, admin } => operate(admin, route, "rollback", None),
+        Command::Pause { route, admin } => operate(admin, route, "pause", None),
+        Command::Resume { route, admin } => operate(admin, route, "resume", None),
         Command::Sim { config } => {
             init_logging();
             run(shadowroute::cli::sim(config))
         }
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn operate(admin: String, route: String, verb: &'static str, model: Option<String>) -> ExitCode {
+    run(async move {
+        let message = shadowroute::status::operate(&admin, &route, verb, model.as_deref()).await?;
+        println!("{message}");
+        Ok(())
+    })
 }
 
 fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {

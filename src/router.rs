@@ -50,14 +50,24 @@ impl Router {
         let admin_addr =
             admin_listener.local_addr().map_err(|source| StartError::Bind { addr: server_cfg.admin_listen, source })?;
 
-        let mut pool = ClientPool::default();
-        let snapshot = control::initial(Arc::new(config), &mut pool);
-        let (tx, rx) = mpsc::channel(64);
         let metrics = Metrics::new()?;
-        let (store, writer, _overrides, _decisions) = store::open(&server_cfg.state, metrics.store_errors.clone());
+        let (store, writer, stored, log) = store::open(&server_cfg.state, metrics.store_errors.clone());
+        // Leaders chosen before a restart still lead, unless routes.yaml changed them since.
+        let (overrides, notes) = control::reconcile(&config, stored);
+        for note in &notes {
+            tracing::warn!(route = %note.route, reason = %note.reason, "leader override dropped");
+            store.send(store::Write::Override { route: note.route.clone(), value: None });
+            store.send(store::Write::Decision(note.clone()));
+        }
+        let leaders = overrides.iter().map(|(r, o)| (r.clone(), o.model.clone())).collect();
+        let mut pool = ClientPool::default();
+        let snapshot = control::initial(Arc::new(config), &mut pool, &leaders);
+        let (tx, rx) = mpsc::channel(64);
         let app: SharedApp = Arc::new(App::new(snapshot, metrics, tx.clone(), store));
         spawn_retention(&app, server_cfg.retention_max_age, server_cfg.retention_max_records);
-        tokio::spawn(Control::new(app.clone(), pool, config_path.clone()).run(rx));
+        let log = log.into_iter().chain(notes).collect();
+        tokio::spawn(Control::new(app.clone(), pool, config_path.clone(), overrides, log).run(rx));
+        spawn_ticker(&app);
         if let Some(path) = &config_path {
             if let Err(e) = crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
                 tracing::warn!(error = %e, "cannot watch the config directory; reload with SIGHUP or POST /admin/reload");
@@ -103,6 +113,26 @@ impl Router {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("drained");
     }
+}
+
+/// How often the decision engine looks at the evidence.
+const DECISION_TICK: Duration = Duration::from_millis(500);
+
+/// Asks control to run the decision engine at a steady pace.
+fn spawn_ticker(app: &SharedApp) {
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DECISION_TICK);
+        loop {
+            tokio::select! {
+                () = app2.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    // A full channel means control is busy; the next tick will do.
+                    let _ = app2.control.try_send(crate::control::Command::Tick);
+                }
+            }
+        }
+    });
 }
 
 /// Prunes comparison records by age and count every minute, through the store's writer.

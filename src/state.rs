@@ -128,7 +128,16 @@ pub fn prepare(
                 .filter(|l| config.models.contains_key(*l))
                 .cloned()
                 .unwrap_or_else(|| route.leader.clone());
-            let candidates = route.candidates.iter().filter(|c| c.model != leader).cloned().collect();
+            let mut candidates: Vec<Candidate> =
+                route.candidates.iter().filter(|c| c.model != leader).cloned().collect();
+            // A replaced leader stays on as a candidate, shadowed like the one that replaced it.
+            if leader != route.leader {
+                let template =
+                    route.candidates.iter().find(|c| c.model == leader).or_else(|| route.candidates.first()).cloned();
+                if let Some(t) = template {
+                    candidates.push(Candidate { model: route.leader.clone(), ..t });
+                }
+            }
             RouteState { route: route.clone(), leader, candidates }
         })
         .collect();

@@ -92,6 +92,10 @@ pub struct Arm {
     pub shadowed: u64,
     pub errors: Running,
     pub agreement: Running,
+    /// Agreement over the first `baseline_n` comparisons under this leader, then frozen.
+    pub agreement_baseline: Running,
+    /// Agreement after the baseline froze: a drop against the baseline means the pair drifted.
+    pub agreement_recent: Running,
     pub judge: Running,
     pub judge_inconclusive: u64,
     /// ln(candidate total / leader total), clamped, per paired request.
@@ -108,6 +112,8 @@ impl Default for Arm {
             shadowed: 0,
             errors: Running::default(),
             agreement: Running::default(),
+            agreement_baseline: Running::default(),
+            agreement_recent: Running::default(),
             judge: Running::default(),
             judge_inconclusive: 0,
             log_latency_ratio: Running::default(),
@@ -120,7 +126,7 @@ impl Default for Arm {
 }
 
 impl Arm {
-    fn push(&mut self, s: &Sample) {
+    fn push(&mut self, s: &Sample, baseline_n: u64) {
         if s.outcome == ShadowOutcome::LeaderFailed {
             return;
         }
@@ -129,6 +135,11 @@ impl Arm {
         self.errors.push(if failed { 1.0 } else { 0.0 });
         if let Some(a) = s.agreement {
             self.agreement.push(a);
+            if self.agreement_baseline.n < baseline_n {
+                self.agreement_baseline.push(a);
+            } else {
+                self.agreement_recent.push(a);
+            }
         }
         match s.judge {
             Some(JudgeOutcome::Score(x)) => self.judge.push(x),
@@ -170,6 +181,12 @@ pub struct CandidateEval {
 #[derive(Debug, Default)]
 pub struct RouteEval {
     pub leader: String,
+    /// How many comparisons form each baseline (the policy's `min_samples`).
+    pub baseline_n: u64,
+    /// Whether the leader's answer to a shadowed request failed (1) or not (0).
+    pub leader_errors: Running,
+    pub noise_baseline: Running,
+    pub noise_recent: Running,
     pub candidates: BTreeMap<String, CandidateEval>,
     pub segmenter: segments::Segmenter,
     /// The leader's agreement with itself (same request sent twice): overall and per segment.
@@ -180,14 +197,20 @@ pub struct RouteEval {
 }
 
 impl RouteEval {
-    pub fn new(leader: &str) -> RouteEval {
-        RouteEval { leader: leader.to_string(), ..RouteEval::default() }
+    pub fn new(leader: &str, baseline_n: u64) -> RouteEval {
+        RouteEval { leader: leader.to_string(), baseline_n, ..RouteEval::default() }
     }
 
     pub fn record(&mut self, candidate: &str, sample: &Sample) {
+        let n = self.baseline_n;
         let c = self.candidates.entry(candidate.to_string()).or_default();
-        c.overall.push(sample);
-        c.segments.entry(sample.segment.clone()).or_default().push(sample);
+        c.overall.push(sample, n);
+        c.segments.entry(sample.segment.clone()).or_default().push(sample, n);
+    }
+
+    /// Whether the leader's own answer to a shadowed request succeeded.
+    pub fn record_leader(&mut self, ok: bool) {
+        self.leader_errors.push(if ok { 0.0 } else { 1.0 });
     }
 
     pub fn dropped(&mut self, candidate: &str, reason: &str) {
@@ -197,6 +220,11 @@ impl RouteEval {
 
     pub fn record_noise(&mut self, segment: &str, agreement: f64) {
         self.noise.push(agreement);
+        if self.noise_baseline.n < self.baseline_n {
+            self.noise_baseline.push(agreement);
+        } else {
+            self.noise_recent.push(agreement);
+        }
         self.noise_segments.entry(segment.to_string()).or_default().push(agreement);
     }
 }

@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::error::{json_response, ProxyError};
 use super::RespBody;
 use crate::app::SharedApp;
-use crate::evaluate::RouteEval;
 use crate::store::{self, FeedbackRecord, Write};
 
 const MAX_FEEDBACK_BODY: usize = 64 * 1024;
@@ -47,9 +46,8 @@ pub async fn handle(
     let served = app.shadow.lookup_served(&id).ok_or_else(|| ProxyError::UnknownRequestId(id.clone()))?;
     {
         let mut evals = app.shadow.evaluations();
-        let eval = evals.entry(served.route.clone()).or_insert_with(|| RouteEval::new(&served.model));
         // Feedback speaks for the leader only while it is still the leader it was given for.
-        if eval.leader == served.model {
+        if let Some(eval) = evals.get_mut(&served.route).filter(|e| e.leader == served.model) {
             eval.feedback.push(score);
         }
     }

@@ -134,6 +134,10 @@ impl Job {
         };
         let compare = comparator_for(&self.route, self.req.endpoint);
         let leader_ok = leader.as_ref().filter(|l| l.ok);
+        if let Some(eval) = self.app.shadow.evaluations().get_mut(&self.route.name).filter(|e| e.leader == self.leader)
+        {
+            eval.record_leader(leader_ok.is_some());
+        }
         if let (Some(l), Some(n)) = (leader_ok, &noise) {
             if n.outcome == CallOutcome::Ok {
                 if let Some(a) = self.agreement(&compare, &l.captured, &n.captured).await {
@@ -141,7 +145,7 @@ impl Job {
                         .shadow
                         .evaluations()
                         .entry(self.route.name.clone())
-                        .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader))
+                        .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader, self.route.policy.min_samples))
                         .record_noise(&self.segment, a);
                 }
             }
@@ -229,7 +233,9 @@ impl Job {
         let alpha = 1.0 - self.route.policy.confidence;
         let tuned = self.route.policy.min_samples as f64;
         let mut evals = self.app.shadow.evaluations();
-        let eval = evals.entry(route.to_string()).or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader));
+        let eval = evals
+            .entry(route.to_string())
+            .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader, self.route.policy.min_samples));
         if eval.leader != self.leader {
             // The leader changed while this request was in flight: its evidence is stale.
             return;

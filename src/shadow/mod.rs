@@ -94,7 +94,7 @@ impl Shadow {
         let mut evals = self.evaluations();
         evals.retain(|name, eval| snap.routes.iter().any(|r| &r.route.name == name && r.leader == eval.leader));
         for r in &snap.routes {
-            evals.entry(r.route.name.clone()).or_insert_with(|| RouteEval::new(&r.leader));
+            evals.entry(r.route.name.clone()).or_insert_with(|| RouteEval::new(&r.leader, r.route.policy.min_samples));
         }
     }
 
@@ -182,7 +182,7 @@ pub fn start(
             app.shadow
                 .evaluations()
                 .entry(name.to_string())
-                .or_insert_with(|| RouteEval::new(&route.leader))
+                .or_insert_with(|| RouteEval::new(&route.leader, route.route.policy.min_samples))
                 .dropped(&c.model, reason.as_str());
         }
     }
@@ -198,7 +198,9 @@ pub fn start(
     let segment = {
         let ev = &route.route.evaluate;
         let mut evals = app.shadow.evaluations();
-        let eval = evals.entry(name.to_string()).or_insert_with(|| RouteEval::new(&route.leader));
+        let eval = evals
+            .entry(name.to_string())
+            .or_insert_with(|| RouteEval::new(&route.leader, route.route.policy.min_samples));
         eval.segmenter.key(
             &ev.segment_by,
             |h| req.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string),

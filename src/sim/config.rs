@@ -48,6 +48,23 @@ pub struct Behavior {
     pub error_status: u16,
     pub hang: bool,
     pub words: usize,
+    /// Accuracy for prompts containing a marker, e.g. a language: `[{ contains: "(de)", accuracy: 0.3 }]`.
+    pub prompt_accuracy: Vec<PromptAccuracy>,
+}
+
+/// An accuracy that applies to prompts containing `contains`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PromptAccuracy {
+    pub contains: String,
+    pub accuracy: f64,
+}
+
+impl Behavior {
+    /// The accuracy for this prompt: the first matching `prompt_accuracy`, else `accuracy`.
+    pub fn accuracy_for(&self, prompt: &str) -> f64 {
+        self.prompt_accuracy.iter().find(|p| prompt.contains(&p.contains)).map(|p| p.accuracy).unwrap_or(self.accuracy)
+    }
 }
 
 impl Default for Behavior {
@@ -61,6 +78,7 @@ impl Default for Behavior {
             error_status: 500,
             hang: false,
             words: 12,
+            prompt_accuracy: Vec::new(),
         }
     }
 }

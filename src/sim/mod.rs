@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Behavior, Phase, ServerConfig, SimConfig};
+pub use config::{Behavior, Phase, PromptAccuracy, ServerConfig, SimConfig};
 
 use state::ServerState;
 

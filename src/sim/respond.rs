@@ -65,7 +65,7 @@ pub(crate) fn compose(prompt: &str, b: &Behavior, rng: &mut Rng) -> String {
         return verdict.to_string();
     }
     let mut out = match tasks::answer_for(prompt) {
-        Some(answer) if rng.chance(b.accuracy) => format!("The answer is {answer}."),
+        Some(answer) if rng.chance(b.accuracy_for(prompt)) => format!("The answer is {answer}."),
         Some(_) => format!("The answer is {}.", tasks::wrong_answer(prompt, rng.next_u64())),
         None => echo(prompt),
     };

@@ -1,6 +1,8 @@
-//! The single writer of the routing snapshot: every reload (and later every leader change) goes through here.
+//! The single writer of the routing snapshot: reloads, promotions, rollbacks and operator actions all go through here.
 
-use std::collections::HashMap;
+mod leaders;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -9,12 +11,32 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::app::SharedApp;
 use crate::config::{self, Config, ConfigErrors};
+use crate::decide::Decider;
 use crate::state::{self, ClientPool, ReloadStatus, Snapshot};
+use crate::store::{DecisionRecord, Override};
+
+pub use leaders::{reconcile, Board, RouteStatus};
+
+/// An operator action's answer: a message, or an HTTP status and a message.
+pub type Reply = oneshot::Sender<Result<String, (u16, String)>>;
+
+/// Operator actions on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operator {
+    Promote(String),
+    Rollback,
+    Pause,
+    Resume,
+}
 
 /// Requests to change the snapshot.
 pub enum Command {
     /// Re-read the config file. Unless `force`, an unchanged file is a no-op.
     Reload { force: bool, reply: Option<oneshot::Sender<Result<String, ConfigErrors>>> },
+    /// Evaluate every route's evidence and apply what the decision engine decides.
+    Tick,
+    /// An operator action through the admin API.
+    Operate { route: String, action: Operator, reply: Reply },
 }
 
 /// Owns everything needed to build the next snapshot.
@@ -22,19 +44,30 @@ pub struct Control {
     app: SharedApp,
     pool: ClientPool,
     config_path: Option<PathBuf>,
+    /// Leaders chosen at run time, by route.
     leaders: HashMap<String, String>,
+    overrides: HashMap<String, Override>,
+    deciders: HashMap<String, Decider>,
     generation: u64,
 }
 
-/// Builds the first snapshot, before the app exists.
-pub fn initial(config: Arc<Config>, pool: &mut ClientPool) -> Snapshot {
+/// Builds the first snapshot, before the app exists, with the leaders that survived the restart.
+pub fn initial(config: Arc<Config>, pool: &mut ClientPool, leaders: &HashMap<String, String>) -> Snapshot {
     let status = ReloadStatus { at: SystemTime::now(), error: None };
-    state::prepare(config, pool, &HashMap::new(), 1, status)
+    state::prepare(config, pool, leaders, 1, status)
 }
 
 impl Control {
-    pub fn new(app: SharedApp, pool: ClientPool, config_path: Option<PathBuf>) -> Control {
-        let control = Control { app, pool, config_path, leaders: HashMap::new(), generation: 1 };
+    pub fn new(
+        app: SharedApp,
+        pool: ClientPool,
+        config_path: Option<PathBuf>,
+        overrides: HashMap<String, Override>,
+        log: Vec<DecisionRecord>,
+    ) -> Control {
+        let leaders = overrides.iter().map(|(r, o)| (r.clone(), o.model.clone())).collect();
+        let control = Control { app, pool, config_path, leaders, overrides, deciders: HashMap::new(), generation: 1 };
+        control.app.board().log = log.into_iter().collect::<VecDeque<_>>();
         control.publish_metrics(&control.app.snapshot());
         control.app.metrics.config_last_reload_success.set(1);
         for result in ["success", "error"] {
@@ -52,6 +85,10 @@ impl Control {
                     if let Some(reply) = reply {
                         let _ = reply.send(result);
                     }
+                }
+                Command::Tick => self.tick(),
+                Command::Operate { route, action, reply } => {
+                    let _ = reply.send(self.operate(&route, action));
                 }
             }
         }
@@ -72,7 +109,8 @@ impl Control {
             })
         });
         let current = self.app.snapshot();
-        let metrics = &self.app.metrics;
+        let app = self.app.clone();
+        let metrics = &app.metrics;
         match loaded {
             Ok(config) => {
                 if !force && config.hash == current.config.hash && current.last_reload.error.is_none() {
@@ -83,12 +121,10 @@ impl Control {
                 {
                     tracing::warn!("listen addresses changed in the config; they take effect on restart");
                 }
-                self.generation += 1;
-                let status = ReloadStatus { at: SystemTime::now(), error: None };
+                let config = Arc::new(config);
+                self.reconcile_overrides(&config);
                 let hash = config.hash.clone();
-                let next = state::prepare(Arc::new(config), &mut self.pool, &self.leaders, self.generation, status);
-                self.publish_metrics(&next);
-                self.app.store(next);
+                self.swap(config, None);
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 metrics.config_last_reload_success.set(1);
                 tracing::info!(hash = %hash, generation = self.generation, "config reloaded");
@@ -98,13 +134,19 @@ impl Control {
                 metrics.config_reloads.with_label_values(&["error"]).inc();
                 metrics.config_last_reload_success.set(0);
                 tracing::error!("config reload failed; the previous config keeps serving:\n{errors}");
-                let status = ReloadStatus { at: SystemTime::now(), error: Some(errors.clone()) };
-                let same =
-                    state::prepare(current.config.clone(), &mut self.pool, &self.leaders, current.generation, status);
-                self.app.store(same);
+                self.swap(current.config.clone(), Some(errors.clone()));
                 Err(errors)
             }
         }
+    }
+
+    /// Builds and stores the next snapshot from `config` and the current leaders.
+    fn swap(&mut self, config: Arc<Config>, error: Option<ConfigErrors>) {
+        self.generation += 1;
+        let status = ReloadStatus { at: SystemTime::now(), error };
+        let next = state::prepare(config, &mut self.pool, &self.leaders, self.generation, status);
+        self.publish_metrics(&next);
+        self.app.store(next);
     }
 
     /// Sets the per-route series to the new snapshot's values, zeroes included.
@@ -121,6 +163,9 @@ impl Control {
                     m.tokens.with_label_values(&[&r.route.name, model, direction]);
                 }
                 m.cost.with_label_values(&[&r.route.name, model]);
+            }
+            for reason in ["degraded", "rollback", "manual", "sre_edit"] {
+                m.leader_changes.with_label_values(&[&r.route.name, reason]);
             }
             for c in &r.candidates {
                 for outcome in ["ok", "error", "timeout", "leader_failed"] {
