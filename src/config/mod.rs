@@ -200,6 +200,9 @@ pub struct Policy {
     pub mode: Mode,
     pub min_samples: u64,
     pub margin: f64,
+    /// The "not worse" tolerance when quality is judged by agreement with the leader
+    /// (no judge): agreement is a similarity, so it needs a wider band than a win rate.
+    pub agreement_margin: f64,
     pub confidence: f64,
     pub max_latency_ratio: f64,
     pub max_error_rate: f64,

@@ -44,8 +44,17 @@ const MATCH: &[&str] = &["headers"];
 const CANDIDATE: &[&str] = &["model", "sample", "max_inflight", "timeout", "budget_per_hour"];
 const EVALUATE: &[&str] = &["agreement", "noise_sample", "judge", "segment_by", "max_segments", "store_payloads"];
 const JUDGE: &[&str] = &["model", "sample", "prompt_file"];
-const POLICY: &[&str] =
-    &["mode", "min_samples", "margin", "confidence", "max_latency_ratio", "max_error_rate", "cooldown", "probation"];
+const POLICY: &[&str] = &[
+    "mode",
+    "min_samples",
+    "margin",
+    "agreement_margin",
+    "confidence",
+    "max_latency_ratio",
+    "max_error_rate",
+    "cooldown",
+    "probation",
+];
 
 /// The judge prompt used when `prompt_file` is not set.
 pub const DEFAULT_JUDGE_PROMPT: &str = "You are comparing two answers to the same request.\n\
@@ -668,6 +677,7 @@ impl<'a> Ctx<'a> {
             mode,
             min_samples: self.opt(&f, "min_samples", 300, |cx, n, w| cx.count(n, w, 1)),
             margin: self.opt(&f, "margin", 0.02, |cx, n, w| cx.ranged(n, w, 0.0, 0.5)),
+            agreement_margin: self.opt(&f, "agreement_margin", 0.1, |cx, n, w| cx.ranged(n, w, 0.0, 0.5)),
             confidence: self.opt(&f, "confidence", 0.99, |cx, n, w| cx.ranged(n, w, 0.5, 0.9999)),
             max_latency_ratio: self.opt(&f, "max_latency_ratio", 1.25, |cx, n, w| cx.ranged(n, w, 1.0, 100.0)),
             max_error_rate: self.opt(&f, "max_error_rate", 0.02, |cx, n, w| cx.ranged(n, w, 0.0, 1.0)),

@@ -1,5 +1,6 @@
 //! The decision engine: per route, evidence in and decision out, as a pure state machine.
 
+pub mod harness;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -215,6 +216,7 @@ mod tests {
             mode,
             min_samples: 100,
             margin: 0.02,
+            agreement_margin: 0.1,
             confidence: 0.99,
             max_latency_ratio: 1.25,
             max_error_rate: 0.02,

@@ -48,6 +48,20 @@ fn est(r: &Running, lo: f64, hi: f64, policy: &Policy) -> Option<Estimate> {
     Estimate::of(r, lo, hi, alpha(policy), policy.min_samples as f64)
 }
 
+/// Degradation has up to seven estimates behind it (judge, agreement and noise drift,
+/// errors, latency); each gets an eighth of 1 − confidence so together they stay below it.
+fn est_degraded(r: &Running, lo: f64, hi: f64, policy: &Policy) -> Option<Estimate> {
+    Estimate::of(r, lo, hi, (1.0 - policy.confidence) / 8.0, 4.0 * policy.min_samples as f64)
+}
+
+/// The "not worse" tolerance for a signal.
+fn margin(signal: QualitySignal, policy: &Policy) -> f64 {
+    match signal {
+        QualitySignal::Agreement => policy.agreement_margin,
+        _ => policy.margin,
+    }
+}
+
 /// Segments need this many samples before their own gate applies.
 pub fn segment_min(policy: &Policy) -> u64 {
     (policy.min_samples / 3).max(20)
@@ -64,7 +78,7 @@ fn quality(signal: QualitySignal, arm: &Arm, noise: &Running, policy: &Policy) -
             ..e
         }),
         QualitySignal::Agreement => {
-            let a = est(&arm.agreement_baseline, 0.0, 1.0, policy)?;
+            let a = est(&arm.agreement, 0.0, 1.0, policy)?;
             let n = est(noise, 0.0, 1.0, policy)?;
             Some(Estimate::minus(a, n))
         }
@@ -109,12 +123,13 @@ fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySigna
             format!("needs {} more samples", policy.min_samples - samples)
         },
     );
-    let q = quality(signal, arm, &eval.noise_baseline, policy);
+    let q = quality(signal, arm, &eval.noise, policy);
+    let m = margin(signal, policy);
     match (signal, q) {
         (QualitySignal::None, _) => {}
         (_, None) => gate(false, "quality: no evidence yet".into()),
         (_, Some(q)) => {
-            if q.lower >= -policy.margin {
+            if q.lower >= -m {
                 gate(
                     true,
                     format!(
@@ -123,7 +138,7 @@ fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySigna
                         points(q.lower)
                     ),
                 );
-            } else if q.upper < -policy.margin {
+            } else if q.upper < -m {
                 gate(
                     false,
                     format!(
@@ -160,14 +175,14 @@ fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySigna
         let seg_noise = eval.noise_segments.get(segment).copied().unwrap_or_default();
         let seg_n = match signal {
             QualitySignal::Judge => seg_arm.judge.n,
-            _ => seg_arm.agreement_baseline.n,
+            _ => seg_arm.agreement.n,
         };
         if seg_n < segment_min(policy) || c.segments.len() < 2 {
             continue;
         }
         if let Some(sq) = quality(signal, seg_arm, &seg_noise, policy) {
             // A clear point estimate is enough to block: one locale must never pay for the rest.
-            if sq.upper < -policy.margin || sq.mean < -2.0 * policy.margin - 0.03 {
+            if sq.upper < -m || sq.mean < -2.0 * m - 0.03 {
                 let label = segment.split('=').nth(1).unwrap_or(segment);
                 gate(false, format!("blocked: {label} worse by {:.0} points", -points(sq.mean)));
             }
@@ -195,54 +210,50 @@ fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySigna
         );
     }
     let qualified = !gates.is_empty() && gates.iter().all(|g| g.pass);
-    let leader_degraded = degradation(eval, arm, signal, q, policy);
+    let leader_degraded = degradation(eval, arm, signal, policy);
     let score =
         q.map(|q| q.lower).unwrap_or(0.0) - latency_ratio(arm, policy).map(|r| r.mean.ln() * 0.01).unwrap_or(0.0);
     CandidateView { model: name.to_string(), samples, quality: q, gates, qualified, leader_degraded, score }
 }
 
 /// The ways the leader can be degraded relative to a candidate (SPEC section 7).
-fn degradation(
-    eval: &RouteEval,
-    arm: &Arm,
-    signal: QualitySignal,
-    q: Option<Estimate>,
-    policy: &Policy,
-) -> Vec<String> {
+fn degradation(eval: &RouteEval, arm: &Arm, signal: QualitySignal, policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
-    if let (QualitySignal::Judge, Some(q)) = (signal, q) {
-        if q.lower > 0.0 {
-            out.push(format!(
-                "leader quality fell below the candidate's: judge win rate {:.2} [{:.2}, {:.2}]",
-                q.mean + 0.5,
-                q.lower + 0.5,
-                q.upper + 0.5
-            ));
-        }
-    }
-    if signal == QualitySignal::Agreement {
-        let base = est(&arm.agreement_baseline, 0.0, 1.0, policy);
-        let recent = est(&arm.agreement_recent, 0.0, 1.0, policy);
-        if let (Some(b), Some(r)) = (base, recent) {
-            if r.upper < b.lower - policy.margin {
+    let est = |r: &Running, lo: f64, hi: f64| est_degraded(r, lo, hi, policy);
+    if signal == QualitySignal::Judge {
+        if let Some(j) = est(&arm.judge, 0.0, 1.0) {
+            if j.lower > 0.5 {
                 out.push(format!(
-                    "leader agreement with the candidate fell from {:.2} to {:.2} (noise floor {:.2})",
-                    b.mean, r.mean, eval.noise.mean
+                    "leader quality fell below the candidate's: judge win rate {:.2} [{:.2}, {:.2}]",
+                    j.mean, j.lower, j.upper
                 ));
             }
         }
     }
-    if let Some(e) = est(&eval.leader_errors, 0.0, 1.0, policy) {
+    if signal == QualitySignal::Agreement {
+        // Drift against the baseline taken when this leader started: the pair, or the leader alone.
+        let drift = |base: &Running, recent: &Running| match (est(base, 0.0, 1.0), est(recent, 0.0, 1.0)) {
+            (Some(b), Some(r)) if r.upper < b.lower - policy.margin => Some((b.mean, r.mean)),
+            _ => None,
+        };
+        if let Some((b, r)) = drift(&arm.agreement_baseline, &arm.agreement_recent) {
+            out.push(format!("leader agreement with the candidate fell from {b:.2} to {r:.2}"));
+        }
+        if let Some((b, r)) = drift(&eval.noise_baseline, &eval.noise_recent) {
+            out.push(format!("leader agreement with itself (noise floor) fell from {b:.2} to {r:.2}"));
+        }
+    }
+    if let Some(e) = est(&eval.leader_errors, 0.0, 1.0) {
         if e.lower > policy.max_error_rate {
             out.push(format!("leader error rate {:.1}% above {:.1}%", e.mean * 100.0, policy.max_error_rate * 100.0));
         }
     }
-    if let Some(r) = latency_ratio(arm, policy) {
+    if let Some(e) = est(&arm.log_latency_ratio, -5.0, 5.0) {
         // The candidate is faster than the leader beyond the allowed ratio, with confidence.
-        if r.upper < 1.0 / policy.max_latency_ratio {
+        if e.upper.exp() < 1.0 / policy.max_latency_ratio {
             out.push(format!(
                 "leader latency x{:.2} of the candidate's, above {:.2}",
-                1.0 / r.mean,
+                (-e.mean).exp(),
                 policy.max_latency_ratio
             ));
         }

@@ -197,8 +197,10 @@ pub struct RouteEval {
 }
 
 impl RouteEval {
-    pub fn new(leader: &str, baseline_n: u64) -> RouteEval {
-        RouteEval { leader: leader.to_string(), baseline_n, ..RouteEval::default() }
+    /// A fresh evaluation for `leader`; baselines take the first `4 × min_samples` samples,
+    /// enough for the drift tests to resolve a drop of a few points.
+    pub fn new(leader: &str, min_samples: u64) -> RouteEval {
+        RouteEval { leader: leader.to_string(), baseline_n: min_samples.saturating_mul(4), ..RouteEval::default() }
     }
 
     pub fn record(&mut self, candidate: &str, sample: &Sample) {
