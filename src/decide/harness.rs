@@ -107,9 +107,8 @@ pub fn run(s: &Scenario, policy: &Policy, seed: u64, tick: u64) -> RunResult {
         let cand_right = rng.chance(s.candidate_accuracy);
         // Two wrong answers rarely coincide.
         let agree = |a: bool, b: bool, rng: &mut Rng| {
-            if a && b {
-                1.0
-            } else if !a && !b && rng.chance(0.1) {
+            let same = (a && b) || (!a && !b && rng.chance(0.1));
+            if same {
                 1.0
             } else {
                 0.0
