@@ -191,6 +191,7 @@ impl Control {
                     self.app.metrics.leader_changes.with_label_values(&[&route, "degraded"]).inc();
                     self.record(decision("promote", &to, &reason));
                     self.swap(snap.config.clone(), snap.last_reload.error.clone());
+                    self.show(&route, State::Probation, format!("promoted {to} over {from}: {reason}"));
                 }
                 Action::Rollback { to, reason } => {
                     let mut d = decision("rollback", &to, &reason);
@@ -204,9 +205,21 @@ impl Control {
                     self.app.metrics.leader_changes.with_label_values(&[&route, "rollback"]).inc();
                     self.record(d);
                     self.swap(snap.config.clone(), snap.last_reload.error.clone());
+                    self.show(&route, State::Cooldown, format!("rolled back to {to}: {reason}"));
                 }
             }
         }
+    }
+
+    /// Shows a route's state right after a change, before the next tick has new evidence.
+    fn show(&self, route: &str, state: State, reason: String) {
+        for s in State::ALL {
+            self.app.metrics.decision_state.with_label_values(&[route, s.as_str()]).set(i64::from(s == state));
+        }
+        let held_back = self.deciders.get(route).map(|d| d.held_back()).unwrap_or_default();
+        let paused = self.deciders.get(route).is_some_and(|d| d.paused);
+        let status = RouteStatus { state, reasons: vec![reason], candidates: Vec::new(), held_back, paused };
+        self.app.board().routes.insert(route.to_string(), status);
     }
 
     /// An operator's action on a route.
