@@ -93,7 +93,8 @@ fn config_view(app: &SharedApp) -> Value {
     })
 }
 
-fn routes_view(app: &SharedApp) -> Value {
+/// The JSON of `GET /admin/routes` (also what the demo and `shadowroute status` render).
+pub fn routes_view(app: &SharedApp) -> Value {
     let snap = app.snapshot();
     let board = app.board();
     let evals = app.shadow.evaluations();
@@ -111,13 +112,25 @@ fn routes_view(app: &SharedApp) -> Value {
                 "fallbacks": r.route.fallbacks,
                 "candidates": r.candidates.iter().map(|c| json!({"model": c.model, "sample": c.sample})).collect::<Vec<_>>(),
                 "mode": r.route.policy.mode.as_str(),
-                "comparator": r.route.evaluate.agreement.name(),
+                "comparator": comparator_name(&r.route),
                 "evidence": evidence,
                 "decision": board.routes.get(&r.route.name),
             })
         })
         .collect();
     json!({ "routes": routes })
+}
+
+/// The comparator a route's shadow traffic is judged by, as people call it.
+fn comparator_name(route: &crate::config::Route) -> String {
+    use crate::proxy::modality::Modality;
+    if route.modalities.iter().all(|m| matches!(m, Modality::Speech | Modality::Image)) {
+        "none (latency and errors only)".into()
+    } else if route.modalities == [Modality::Embeddings] {
+        "neighbourhood (rank correlation)".into()
+    } else {
+        route.evaluate.agreement.name()
+    }
 }
 
 /// Admin writes need `Authorization: Bearer <token>`; with no token configured they are refused.

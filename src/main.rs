@@ -38,6 +38,9 @@ enum Command {
         /// Requests per second.
         #[arg(long, default_value_t = 40.0)]
         rate: f64,
+        /// When the simulated text leader degrades, e.g. 20s.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        degrade_at: std::time::Duration,
     },
     /// A table of routes: leader, candidates, evidence with bounds, decision state and why.
     Status {
@@ -104,12 +107,12 @@ fn main() -> ExitCode {
             init_logging();
             run(shadowroute::cli::serve(config))
         }
-        Command::Demo { duration, rate } => {
+        Command::Demo { duration, rate, degrade_at } => {
             if std::env::var_os("SHADOWROUTE_LOG").is_some() {
                 init_logging();
             }
             run(async move {
-                let summary = shadowroute::demo::run(shadowroute::demo::Options { duration, rate }).await?;
+                let summary = shadowroute::demo::run(shadowroute::demo::Options { duration, rate, degrade_at }).await?;
                 println!("{summary}");
                 Ok(())
             })

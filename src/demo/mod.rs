@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ProcessEnv};
 use crate::router::Router;
-use crate::sim::{self, SimConfig};
+use crate::sim::{self, Phase, SimConfig};
 
 /// The demo's routes: every modality, candidates with different quality.
 const ROUTES: &str = r#"
@@ -52,6 +52,8 @@ routes:
 pub struct Options {
     pub duration: Duration,
     pub rate: f64,
+    /// When the simulated text leader's accuracy drops from 0.9 to 0.35.
+    pub degrade_at: Duration,
 }
 
 /// Runs the demo, writing the live view to stdout, and returns the final summary.
@@ -59,6 +61,10 @@ pub async fn run(opts: Options) -> Result<String, String> {
     let mut sim_cfg = SimConfig::builtin();
     for s in &mut sim_cfg.servers {
         s.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        // The text leader degrades a third of the way in; the router has to notice.
+        if s.name == "gpt" {
+            s.schedule = vec![Phase { at: opts.degrade_at, accuracy: Some(0.35), ..Phase::default() }];
+        }
     }
     let sims = sim::start(sim_cfg).await.map_err(|e| format!("cannot start the simulated models: {e}"))?;
     let mut text = ROUTES.to_string();
@@ -89,18 +95,36 @@ pub async fn run(opts: Options) -> Result<String, String> {
     }
     stop.cancel();
     let _ = load.await;
-    let summary = format!("== summary ==\n{}", render(&stats, started.elapsed(), opts.duration, &router));
+    let mut summary = format!("== summary ==\n{}", render(&stats, started.elapsed(), opts.duration, &router));
+    summary.push_str(&decisions(&router));
     router.shutdown().await;
     sims.shutdown().await;
     Ok(summary)
 }
 
 fn render(stats: &traffic::Stats, elapsed: Duration, total: Duration, router: &Router) -> String {
-    let snap = router.app.snapshot();
+    let routes = crate::admin::routes_view(&router.app);
     match stats.lock() {
-        Ok(s) => view::render(elapsed, total, &s, &snap),
+        Ok(s) => view::render(elapsed, total, &s, &routes),
         Err(_) => String::from("(stats unavailable)\n"),
     }
+}
+
+/// The decisions taken during the run, with their evidence.
+fn decisions(router: &Router) -> String {
+    let board = router.app.board();
+    if board.log.is_empty() {
+        return "decisions: none\n".into();
+    }
+    let mut out = String::from("decisions:\n");
+    for d in &board.log {
+        out.push_str(&format!("  {} {}: {} -> {}\n    why: {}\n", d.kind, d.route, d.from, d.to, d.reason));
+        if let Some(gates) = d.evidence["gates"].as_array() {
+            let gates: Vec<&str> = gates.iter().filter_map(|g| g["why"].as_str()).collect();
+            out.push_str(&format!("    evidence: {}\n", gates.join("; ")));
+        }
+    }
+    out
 }
 
 fn print_out(text: &str) {

@@ -1,18 +1,17 @@
-//! What the demo prints: a text table of traffic by modality and of each route's leader and candidates.
+//! What the demo prints: traffic by modality, then the same route table as `shadowroute status`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
 use super::traffic::KindStats;
-use crate::state::Snapshot;
 
 /// Renders the live view (pure: the same inputs give the same text).
 pub fn render(
     elapsed: Duration,
     total: Duration,
     traffic: &BTreeMap<&'static str, KindStats>,
-    snap: &Snapshot,
+    routes: &serde_json::Value,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -46,19 +45,7 @@ pub fn render(
             served.join(", ")
         );
     }
-    let _ = writeln!(out, "\n{:<12} {:<18} {:<10} candidates", "route", "modalities", "leader");
-    for r in &snap.routes {
-        let modalities: Vec<&str> = r.route.modalities.iter().map(|m| m.as_str()).collect();
-        let candidates: Vec<String> =
-            r.candidates.iter().map(|c| format!("{} ({:.0}%)", c.model, c.sample * 100.0)).collect();
-        let _ = writeln!(
-            out,
-            "{:<12} {:<18} {:<10} {}",
-            r.route.name,
-            modalities.join(","),
-            r.leader,
-            candidates.join(", ")
-        );
-    }
+    out.push('\n');
+    out.push_str(&crate::status::render(routes));
     out
 }
