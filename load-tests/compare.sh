@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Side-by-side on one machine: direct (the limit), nginx, shadowroute (shadowing off and 10 %),
+# and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
+#
+#   load-tests/compare.sh                 full comparison (about 15 minutes), results in target/bench/
+#   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
+#   ROUNDS=5 DURATION=20 load-tests/compare.sh
+#
+# Each proxy runs pinned to CPU 1 with one worker; the load generator and the upstream share CPU 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/target/bench
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONC=${CONC:-64}
+RATE=${RATE:-2000}
+LITELLM_VERSION=1.110.2   # pinned; 1.82.7 and 1.82.8 were the compromised releases
+if [ $SMOKE = 1 ]; then ROUNDS=1; DURATION=2; RATE=300; CONC=16; fi
+mkdir -p "$OUT/results" "$OUT/logs"
+rm -f "$OUT"/results/*.json
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if [ $SMOKE = 0 ]; then
+  if ! need nginx; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; fi
+  if [ ! -x "$ROOT/target/litellm-venv/bin/litellm" ]; then
+    python3 -m venv "$ROOT/target/litellm-venv"
+    "$ROOT/target/litellm-venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
+  fi
+fi
+cargo build --release --locked -q -p shadowroute -p loadgen
+SR=$ROOT/target/release/shadowroute
+LG=$ROOT/target/release/loadgen
+CPUS=$(nproc)
+PIN_PROXY="taskset -c $((CPUS > 1 ? 1 : 0))"
+PIN_LOAD="taskset -c 0"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+
+# --- the upstream: nginx serving fixed OpenAI-shaped bodies (never the bottleneck) -------------
+UP=$(free_port); SIM=$(free_port)
+CHAT='{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Paris is the capital of France."},"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":7,"total_tokens":28}}'
+EMB='{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3,0.4]},{"object":"embedding","index":1,"embedding":[0.2,0.1,0.4,0.3]},{"object":"embedding","index":2,"embedding":[0.4,0.3,0.2,0.1]},{"object":"embedding","index":3,"embedding":[0.3,0.4,0.1,0.2]}],"model":"bench","usage":{"prompt_tokens":12,"total_tokens":12}}'
+CMPL='{"id":"cmpl-1","object":"text_completion","created":0,"model":"bench","choices":[{"index":0,"text":"Hello!","finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}'
+cat > "$OUT/upstream.conf" <<NGX
+worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/logs/upstream.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; default_type application/json;
+    location = /v1/chat/completions { return 200 '$CHAT'; }
+    location = /v1/embeddings { return 200 '$EMB'; }
+    location = /v1/completions { return 200 '$CMPL'; }
+    location / { return 200 '$CHAT'; } } }
+NGX
+if need nginx; then
+  $PIN_LOAD nginx -c "$OUT/upstream.conf" -p "$OUT" > "$OUT/logs/upstream.log" 2>&1 & PIDS+=($!)
+else
+  # Smoke runs may lack nginx: the sim stands in as the upstream.
+  printf 'servers:\n  - { name: up, listen: "127.0.0.1:%s", behavior: { ttft: 0ms, per_token: 0ms, jitter: 0, words: 4 } }\n' "$UP" > "$OUT/up-sim.yaml"
+  $PIN_LOAD "$SR" sim --config "$OUT/up-sim.yaml" > "$OUT/logs/upstream.log" 2>&1 & PIDS+=($!)
+fi
+# A streaming upstream for TTFT: the sim, 5 ms to the first token, 1 ms per token.
+printf 'servers:\n  - { name: sse, listen: "127.0.0.1:%s", behavior: { ttft: 5ms, per_token: 1ms, jitter: 0, words: 20 } }\n' "$SIM" > "$OUT/sim.yaml"
+$PIN_LOAD "$SR" sim --config "$OUT/sim.yaml" > "$OUT/logs/sim.log" 2>&1 & PIDS+=($!)
+wait_http "http://127.0.0.1:$UP/v1/models"
+wait_http "http://127.0.0.1:$SIM/v1/models"
+
+# --- the targets ------------------------------------------------------------------------------
+declare -A URL SSE PID
+URL[direct]=http://127.0.0.1:$UP; SSE[direct]=http://127.0.0.1:$SIM; PID[direct]=
+
+start_shadowroute() { # name sample
+  local name=$1 sample=$2 port admin; port=$(free_port); admin=$(free_port)
+  cat > "$OUT/$name.yaml" <<YAML
+server: { listen: "127.0.0.1:$port", admin_listen: "127.0.0.1:$admin", state: "$OUT/$name.db" }
+models:
+  up:   { url: "http://127.0.0.1:$UP/v1", model: bench }
+  cand: { url: "http://127.0.0.1:$UP/v1", model: bench-candidate }
+  sse:  { url: "http://127.0.0.1:$SIM/v1", model: bench }
+routes:
+  - name: stream
+    modality: text
+    match: { headers: { x-bench: sse } }
+    leader: sse
+  - name: chat
+    modality: [text, vision, embeddings]
+    leader: up
+    candidates: [{ model: cand, sample: $sample, max_inflight: 256 }]
+    evaluate: { agreement: token_f1, noise_sample: 0 }
+YAML
+  TOKIO_WORKER_THREADS=1 SHADOWROUTE_LOG=warn $PIN_PROXY "$SR" serve --config "$OUT/$name.yaml" > "$OUT/logs/$name.log" 2>&1 &
+  PID[$name]=$!; PIDS+=($!)
+  URL[$name]=http://127.0.0.1:$port; SSE[$name]=http://127.0.0.1:$port
+  wait_http "http://127.0.0.1:$admin/readyz"
+}
+start_shadowroute shadowroute-off 0
+start_shadowroute shadowroute-10 0.1
+TARGETS=(direct shadowroute-off shadowroute-10)
+
+if [ $SMOKE = 0 ]; then
+  NG=$(free_port); NGS=$(free_port)
+  cat > "$OUT/proxy.conf" <<NGX
+worker_processes 1; daemon off; pid $OUT/proxy.pid; error_log $OUT/logs/proxy.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  upstream sse { server 127.0.0.1:$SIM; keepalive 64; }
+  server { listen 127.0.0.1:$NG;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGS;
+    location / { proxy_pass http://sse; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+NGX
+  $PIN_PROXY nginx -c "$OUT/proxy.conf" -p "$OUT" > "$OUT/logs/proxy.log" 2>&1 &
+  PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG; SSE[nginx]=http://127.0.0.1:$NGS
+  LP=$(free_port); LPS=$(free_port)
+  for pair in "$LP:$UP:litellm" "$LPS:$SIM:litellm-sse"; do
+    IFS=: read -r lport uport lname <<< "$pair"
+    cat > "$OUT/$lname.yaml" <<YAML
+model_list:
+  - model_name: bench
+    litellm_params: { model: openai/bench, api_base: "http://127.0.0.1:$uport/v1", api_key: sk-bench }
+  - model_name: bench-embed
+    litellm_params: { model: openai/bench, api_base: "http://127.0.0.1:$uport/v1", api_key: sk-bench }
+litellm_settings: { drop_params: true, telemetry: false }
+general_settings: { disable_spend_logs: true }
+YAML
+    LITELLM_LOG=ERROR $PIN_PROXY "$ROOT/target/litellm-venv/bin/litellm" --config "$OUT/$lname.yaml" --host 127.0.0.1 --port "$lport" --num_workers 1 > "$OUT/logs/$lname.log" 2>&1 &
+    PIDS+=($!); [ "$lname" = litellm ] && PID[litellm]=$!
+  done
+  URL[litellm]=http://127.0.0.1:$LP; SSE[litellm]=http://127.0.0.1:$LPS
+  wait_http "http://127.0.0.1:$NG/v1/models"
+  for u in "http://127.0.0.1:$LP/health/liveliness" "http://127.0.0.1:$LPS/health/liveliness"; do
+    for _ in $(seq 1 600); do curl -s -o /dev/null "$u" && break; sleep 0.2; done
+  done
+  TARGETS=(direct nginx shadowroute-off shadowroute-10 litellm)
+fi
+
+# --- measurement -------------------------------------------------------------------------------
+cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+hwm_kb() { [ -n "$1" ] && awk '/VmHWM/ {print $2}' "/proc/$1/status" || echo 0; }
+TCK=$(getconf CLK_TCK)
+measure() { # round target
+  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1
+  c0=$(cpu_ticks "$pid")
+  $PIN_LOAD "$LG" --name "$t" --url "$base" --mode closed --concurrency "$CONC" --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-closed.json" > /dev/null
+  c1=$(cpu_ticks "$pid")
+  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" <<'PY'
+import json, sys
+path, c0, c1, tck, hwm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5] or 0)
+r = json.load(open(path)); n = r["ok"] + r["errors"]
+r["cpu_s_per_10k"] = round((c1 - c0) / tck / n * 10000, 4) if n and c1 > c0 else None
+r["peak_rss_mib"] = round(hwm / 1024, 1) if hwm else None
+json.dump(r, open(path, "w"))
+PY
+  $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null
+  $PIN_LOAD "$LG" --name "$t" --url "${SSE[$2]}" --mode open --rate 100 --concurrency 256 --duration "$DURATION" --mix load-tests/mix/stream.jsonl --header "x-bench: sse" --json "$OUT/results/$r-$t-sse.json" > /dev/null
+}
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    echo "round $r: $t" >&2
+    measure "$r" "$t"
+  done
+done
+python3 load-tests/report.py "$OUT/results" "$SMOKE" | tee "$OUT/report.md"

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Summarises load-tests results: medians over rounds with the spread, and ratios against nginx and LiteLLM."""
+import glob
+import json
+import os
+import statistics
+import sys
+
+results, smoke = sys.argv[1], sys.argv[2] == "1"
+runs = {}
+errors = 0
+for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+    r = json.load(open(path))
+    rnd, rest = os.path.basename(path)[:-5].split("-", 1)
+    target, kind = rest.rsplit("-", 1)
+    runs.setdefault((target, kind), []).append(r)
+    errors += r["errors"]
+
+order = [t for t in ["direct", "nginx", "shadowroute-off", "shadowroute-10", "litellm"] if (t, "closed") in runs]
+
+
+def med(target, kind, key, sub=None):
+    vals = []
+    for r in runs.get((target, kind), []):
+        v = r.get(key) if sub is None else (r.get(key) or {}).get(sub)
+        if v is not None:
+            vals.append(v)
+    if not vals:
+        return None, None, None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def cell(v, fmt="{:.0f}"):
+    m, lo, hi = v
+    if m is None:
+        return "-"
+    return (fmt + " (" + fmt + "–" + fmt + ")").format(m, lo, hi)
+
+
+print(f"Rounds per target: {len(runs.get((order[0], 'closed'), []))}. Median (min–max) over rounds.\n")
+print("| target | throughput req/s (closed loop) | p50 ms | p99 ms | p99.9 ms at fixed rate | added p99 over direct ms | CPU s / 10k req | peak RSS MiB | SSE TTFT p50 ms | TTFT over direct ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+direct_p99 = med("direct", "open", "latency", "p99_ms")[0]
+direct_ttft = med("direct", "sse", "ttft", "p50_ms")[0]
+for t in order:
+    p99 = med(t, "open", "latency", "p99_ms")
+    ttft = med(t, "sse", "ttft", "p50_ms")
+    added = "-" if p99[0] is None or direct_p99 is None or t == "direct" else f"{p99[0] - direct_p99:+.3f}"
+    tt_added = "-" if ttft[0] is None or direct_ttft is None or t == "direct" else f"{ttft[0] - direct_ttft:+.3f}"
+    print(f"| {t} | {cell(med(t, 'closed', 'throughput_rps'))} | {cell(med(t, 'open', 'latency', 'p50_ms'), '{:.3f}')} | "
+          f"{cell(p99, '{:.3f}')} | {cell(med(t, 'open', 'latency', 'p999_ms'), '{:.3f}')} | {added} | "
+          f"{cell(med(t, 'closed', 'cpu_s_per_10k'), '{:.3f}')} | {cell(med(t, 'closed', 'peak_rss_mib'), '{:.1f}')} | "
+          f"{cell(ttft, '{:.3f}')} | {tt_added} |")
+
+
+def ratio(a, b, key, sub=None, kind="closed"):
+    x, y = med(a, kind, key, sub)[0], med(b, kind, key, sub)[0]
+    return "-" if x is None or not y else f"{x / y:.2f}x"
+
+
+print()
+for peer in ["nginx", "litellm"]:
+    if (peer, "closed") in runs:
+        print(f"- shadowroute (shadowing off) / {peer}: throughput {ratio('shadowroute-off', peer, 'throughput_rps')}, "
+              f"CPU per request {ratio('shadowroute-off', peer, 'cpu_s_per_10k')}")
+if ("shadowroute-10", "closed") in runs:
+    print(f"- 10 % shadowing / shadowing off: throughput {ratio('shadowroute-10', 'shadowroute-off', 'throughput_rps')}, "
+          f"p99 at fixed rate {ratio('shadowroute-10', 'shadowroute-off', 'latency', 'p99_ms', 'open')}")
+print(f"\nErrors across all runs: {errors}")
+if smoke and errors:
+    sys.exit(1)
