@@ -17,7 +17,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONC=${CONC:-64}
 RATE=${RATE:-2000}
-LITELLM_VERSION=1.110.2   # pinned; 1.82.7 and 1.82.8 were the compromised releases
+LITELLM_VERSION=1.100.0   # pinned; 1.82.7 and 1.82.8 were the compromised releases; newer [proxy] extras do not resolve on PyPI
 if [ $SMOKE = 1 ]; then ROUNDS=1; DURATION=2; RATE=300; CONC=16; fi
 mkdir -p "$OUT/results" "$OUT/logs"
 rm -f "$OUT"/results/*.json
@@ -25,7 +25,7 @@ rm -f "$OUT"/results/*.json
 need() { command -v "$1" >/dev/null 2>&1; }
 if [ $SMOKE = 0 ]; then
   if ! need nginx; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; fi
-  if [ ! -x "$ROOT/target/litellm-venv/bin/litellm" ]; then
+  if [ "${SKIP_LITELLM:-0}" = 0 ] && [ ! -x "$ROOT/target/litellm-venv/bin/litellm" ]; then
     python3 -m venv "$ROOT/target/litellm-venv"
     "$ROOT/target/litellm-venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
   fi
@@ -119,6 +119,10 @@ http { access_log off; keepalive_requests 1000000;
 NGX
   $PIN_PROXY nginx -c "$OUT/proxy.conf" -p "$OUT" > "$OUT/logs/proxy.log" 2>&1 &
   PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG; SSE[nginx]=http://127.0.0.1:$NGS
+  TARGETS=(direct nginx shadowroute-off shadowroute-10)
+  wait_http "http://127.0.0.1:$NG/v1/models"
+fi
+if [ $SMOKE = 0 ] && [ "${SKIP_LITELLM:-0}" = 0 ]; then
   LP=$(free_port); LPS=$(free_port)
   for pair in "$LP:$UP:litellm" "$LPS:$SIM:litellm-sse"; do
     IFS=: read -r lport uport lname <<< "$pair"
@@ -135,7 +139,6 @@ YAML
     PIDS+=($!); [ "$lname" = litellm ] && PID[litellm]=$!
   done
   URL[litellm]=http://127.0.0.1:$LP; SSE[litellm]=http://127.0.0.1:$LPS
-  wait_http "http://127.0.0.1:$NG/v1/models"
   for u in "http://127.0.0.1:$LP/health/liveliness" "http://127.0.0.1:$LPS/health/liveliness"; do
     for _ in $(seq 1 600); do curl -s -o /dev/null "$u" && break; sleep 0.2; done
   done
@@ -143,8 +146,10 @@ YAML
 fi
 
 # --- measurement -------------------------------------------------------------------------------
-cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
-hwm_kb() { [ -n "$1" ] && awk '/VmHWM/ {print $2}' "/proc/$1/status" || echo 0; }
+# A target is a process tree (nginx and LiteLLM fork workers): sum CPU over it, and RSS too.
+tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c"; done; }
+cpu_ticks() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
+hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
 TCK=$(getconf CLK_TCK)
 measure() { # round target
   local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1
