@@ -61,7 +61,7 @@ impl Router {
         }
         let leaders = overrides.iter().map(|(r, o)| (r.clone(), o.model.clone())).collect();
         let mut pool = ClientPool::default();
-        let snapshot = control::initial(Arc::new(config), &mut pool, &leaders);
+        let snapshot = control::initial(Arc::new(config), &mut pool, &metrics, &leaders);
         let (tx, rx) = mpsc::channel(64);
         let app: SharedApp = Arc::new(App::new(snapshot, metrics, tx.clone(), store));
         spawn_retention(&app, server_cfg.retention_max_age, server_cfg.retention_max_records);

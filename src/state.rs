@@ -10,7 +10,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use prometheus::{Counter, Histogram, IntCounter};
+
 use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
+use crate::metrics::Metrics;
 use crate::proxy::modality::Modality;
 use crate::proxy::UpBody;
 
@@ -30,6 +33,58 @@ pub struct RouteState {
     pub route: Arc<Route>,
     pub leader: String,
     pub candidates: Vec<Candidate>,
+    /// Metric handles for each model that can serve this route, resolved once per swap
+    /// so the request path never hashes label values.
+    pub series: HashMap<String, Arc<ModelSeries>>,
+}
+
+/// The request path's metric series for one (route, model).
+pub struct ModelSeries {
+    pub duration: Histogram,
+    pub ttfb: Histogram,
+    pub tokens_in: IntCounter,
+    pub tokens_out: IntCounter,
+    pub cost: Counter,
+    /// `requests_total{code="200"}` by modality, the common case.
+    pub ok: Vec<(Modality, IntCounter)>,
+}
+
+impl ModelSeries {
+    fn new(m: &Metrics, route: &Route, model: &str) -> ModelSeries {
+        let r = route.name.as_str();
+        ModelSeries {
+            duration: m.duration.with_label_values(&[r, model]),
+            ttfb: m.ttfb.with_label_values(&[r, model]),
+            tokens_in: m.tokens.with_label_values(&[r, model, "input"]),
+            tokens_out: m.tokens.with_label_values(&[r, model, "output"]),
+            cost: m.cost.with_label_values(&[r, model]),
+            ok: route
+                .modalities
+                .iter()
+                .map(|md| (*md, m.requests.with_label_values(&[r, md.as_str(), model, "200"])))
+                .collect(),
+        }
+    }
+
+    /// Series resolved on the spot, for a model the snapshot did not prepare.
+    pub fn fallback(m: &Metrics, route: &str, modality: Modality, model: &str) -> ModelSeries {
+        ModelSeries {
+            duration: m.duration.with_label_values(&[route, model]),
+            ttfb: m.ttfb.with_label_values(&[route, model]),
+            tokens_in: m.tokens.with_label_values(&[route, model, "input"]),
+            tokens_out: m.tokens.with_label_values(&[route, model, "output"]),
+            cost: m.cost.with_label_values(&[route, model]),
+            ok: vec![(modality, m.requests.with_label_values(&[route, modality.as_str(), model, "200"]))],
+        }
+    }
+
+    /// The `requests_total` counter for this outcome.
+    pub fn requests(&self, m: &Metrics, route: &str, modality: Modality, model: &str, code: u16) -> IntCounter {
+        match self.ok.iter().find(|(md, _)| *md == modality) {
+            Some((_, c)) if code == 200 => c.clone(),
+            _ => m.requests.with_label_values(&[route, modality.as_str(), model, &code.to_string()]),
+        }
+    }
 }
 
 /// How the last reload went, for `/admin/config`.
@@ -106,6 +161,7 @@ fn build_client(connect_timeout: Duration) -> HttpClient {
 pub fn prepare(
     config: Arc<Config>,
     pool: &mut ClientPool,
+    metrics: &Metrics,
     leaders: &HashMap<String, String>,
     generation: u64,
     last_reload: ReloadStatus,
@@ -138,7 +194,11 @@ pub fn prepare(
                     candidates.push(Candidate { model: route.leader.clone(), ..t });
                 }
             }
-            RouteState { route: route.clone(), leader, candidates }
+            let series = std::iter::once(&leader)
+                .chain(&route.fallbacks)
+                .map(|m| (m.clone(), Arc::new(ModelSeries::new(metrics, route, m))))
+                .collect();
+            RouteState { route: route.clone(), leader, candidates, series }
         })
         .collect();
     Snapshot { config, routes, upstreams, generation, loaded_at: SystemTime::now(), last_reload }

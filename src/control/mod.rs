@@ -52,9 +52,14 @@ pub struct Control {
 }
 
 /// Builds the first snapshot, before the app exists, with the leaders that survived the restart.
-pub fn initial(config: Arc<Config>, pool: &mut ClientPool, leaders: &HashMap<String, String>) -> Snapshot {
+pub fn initial(
+    config: Arc<Config>,
+    pool: &mut ClientPool,
+    metrics: &crate::metrics::Metrics,
+    leaders: &HashMap<String, String>,
+) -> Snapshot {
     let status = ReloadStatus { at: SystemTime::now(), error: None };
-    state::prepare(config, pool, leaders, 1, status)
+    state::prepare(config, pool, metrics, leaders, 1, status)
 }
 
 impl Control {
@@ -144,7 +149,7 @@ impl Control {
     fn swap(&mut self, config: Arc<Config>, error: Option<ConfigErrors>) {
         self.generation += 1;
         let status = ReloadStatus { at: SystemTime::now(), error };
-        let next = state::prepare(config, &mut self.pool, &self.leaders, self.generation, status);
+        let next = state::prepare(config, &mut self.pool, &self.app.metrics, &self.leaders, self.generation, status);
         self.publish_metrics(&next);
         self.app.store(next);
     }
@@ -154,8 +159,33 @@ impl Control {
         self.app.shadow.sync_routes(snap);
         let m = &self.app.metrics;
         m.leader_info.reset();
+        // Quality gauges describe the current leader and candidates only: series of routes or
+        // candidates that are gone must not linger with their last value.
+        for g in [
+            &m.agreement,
+            &m.noise_agreement,
+            &m.judge_win_rate,
+            &m.judge_win_rate_lower,
+            &m.judge_win_rate_upper,
+            &m.latency_ratio,
+        ] {
+            g.reset();
+        }
+        m.decision_state.reset();
+        for op in ["open", "comparison", "decision", "override", "feedback", "prune"] {
+            m.store_errors.with_label_values(&[op]);
+        }
+        for name in snap.config.models.keys() {
+            for kind in ["connect", "request", "timeout", "status_429", "status_5xx"] {
+                m.upstream_errors.with_label_values(&[name, kind]);
+            }
+        }
         for r in &snap.routes {
             m.leader_info.with_label_values(&[&r.route.name, &r.leader]).set(1);
+            let chain: Vec<&String> = std::iter::once(&r.leader).chain(&r.route.fallbacks).collect();
+            for pair in chain.windows(2) {
+                m.fallbacks.with_label_values(&[&r.route.name, pair[0], pair[1]]);
+            }
             for model in std::iter::once(&r.leader).chain(&r.route.fallbacks) {
                 m.duration.with_label_values(&[&r.route.name, model]);
                 m.ttfb.with_label_values(&[&r.route.name, model]);
@@ -167,7 +197,19 @@ impl Control {
             for reason in ["degraded", "rollback", "manual", "sre_edit"] {
                 m.leader_changes.with_label_values(&[&r.route.name, reason]);
             }
+            // Quality gauges start as NaN (no data), not 0, which would read as total disagreement.
+            let unset = |g: &prometheus::GaugeVec, labels: &[&str]| g.with_label_values(labels).set(f64::NAN);
+            unset(&m.noise_agreement, &[&r.route.name]);
+            for s in crate::decide::State::ALL {
+                m.decision_state.with_label_values(&[&r.route.name, s.as_str()]);
+            }
             for c in &r.candidates {
+                for g in [&m.agreement, &m.judge_win_rate, &m.judge_win_rate_lower, &m.judge_win_rate_upper] {
+                    unset(g, &[&r.route.name, &c.model]);
+                }
+                for q in ["ttft_p50", "ttft_p95", "total_p50", "total_p95"] {
+                    unset(&m.latency_ratio, &[&r.route.name, &c.model, q]);
+                }
                 for outcome in ["ok", "error", "timeout", "leader_failed"] {
                     m.shadow_requests.with_label_values(&[&r.route.name, &c.model, outcome]);
                 }

@@ -90,8 +90,9 @@ type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 pub struct Observed {
     inner: Incoming,
     idle: Duration,
-    idle_timer: Pin<Box<Sleep>>,
-    total_timer: Pin<Box<Sleep>>,
+    total_deadline: tokio::time::Instant,
+    /// One timer for both clocks: it fires at the earlier of the idle and total deadlines.
+    timer: Pin<Box<Sleep>>,
     capture: Option<Capture>,
     on_finish: Option<OnFinish>,
     first_byte_at: Option<Instant>,
@@ -111,11 +112,12 @@ impl Observed {
         on_finish: OnFinish,
     ) -> Observed {
         let now = tokio::time::Instant::now();
+        let total_deadline = tokio::time::Instant::from_std(total_deadline);
         Observed {
             inner,
             idle,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
-            total_timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(total_deadline))),
+            total_deadline,
+            timer: Box::pin(tokio::time::sleep_until((now + idle).min(total_deadline))),
             capture: Some(capture),
             on_finish: Some(on_finish),
             first_byte_at: None,
@@ -146,8 +148,8 @@ impl Body for Observed {
                     this.first_byte_at.get_or_insert_with(Instant::now);
                     capture.push(data);
                 }
-                let next = tokio::time::Instant::now() + this.idle;
-                this.idle_timer.as_mut().reset(next);
+                let next = (tokio::time::Instant::now() + this.idle).min(this.total_deadline);
+                this.timer.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -159,17 +161,16 @@ impl Body for Observed {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.total_timer.as_mut().poll(cx).is_ready() {
-                    this.finish(Outcome::TotalTimeout);
-                    return Poll::Ready(Some(Err(Box::new(StreamTimeout("exceeded the total timeout")))));
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                if this.idle_timer.as_mut().poll(cx).is_ready() {
-                    this.finish(Outcome::IdleTimeout);
-                    return Poll::Ready(Some(Err(Box::new(StreamTimeout(
-                        "was idle for longer than the idle timeout",
-                    )))));
-                }
-                Poll::Pending
+                let (outcome, what) = if tokio::time::Instant::now() >= this.total_deadline {
+                    (Outcome::TotalTimeout, "exceeded the total timeout")
+                } else {
+                    (Outcome::IdleTimeout, "was idle for longer than the idle timeout")
+                };
+                this.finish(outcome);
+                Poll::Ready(Some(Err(Box::new(StreamTimeout(what)))))
             }
         }
     }

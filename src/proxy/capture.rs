@@ -101,9 +101,30 @@ pub struct Capture {
     usage: Option<Usage>,
     embeddings: Vec<Vec<f32>>,
     error: Option<String>,
+    /// Only usage and errors are wanted (metering, no comparison): skip everything else cheaply.
+    usage_only: bool,
+}
+
+/// The two fields metering needs; serde skips the rest of the body without building it.
+#[derive(serde::Deserialize)]
+struct Metering {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Capture {
+    /// A capture that keeps only usage and errors: the request path's default, when the
+    /// response is not compared with anything.
+    pub fn usage_only(format: Format, cap: usize) -> Capture {
+        Capture { usage_only: true, ..Capture::new(format, cap) }
+    }
+
     pub fn new(format: Format, cap: usize) -> Capture {
         Capture {
             format,
@@ -127,6 +148,7 @@ impl Capture {
             usage: None,
             embeddings: Vec::new(),
             error: None,
+            usage_only: false,
         }
     }
 
@@ -180,6 +202,15 @@ impl Capture {
         let body = raw.strip_prefix(UTF8_BOM).unwrap_or(raw.as_slice()).trim_ascii();
         if body.is_empty() {
             return;
+        }
+        if self.usage_only {
+            if let Ok(m) = serde_json::from_slice::<Metering>(body) {
+                self.usage = m.usage.as_ref().and_then(parse_usage);
+                if let Some(e) = m.error.as_ref() {
+                    self.set_error(e);
+                }
+                return;
+            }
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(v) => self.absorb_body(&v),
@@ -325,6 +356,9 @@ impl Capture {
         let data = data.trim_ascii();
         if data == b"[DONE]".as_slice() {
             self.done = true;
+            return;
+        }
+        if self.usage_only && !contains(data, b"usage") && !contains(data, b"error") {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<Value>(data) {

@@ -11,12 +11,13 @@ use super::body::{Finished, Observed, Outcome};
 use super::capture::{Capture, Format};
 use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
+use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
 use crate::evaluate::Timing;
 use crate::shadow::{self, LeaderResult, Served};
-use crate::state::{RouteState, Snapshot, Upstream};
+use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
 
 /// How much of a response is kept for usage and comparison.
 const CAPTURE_CAP: usize = 1024 * 1024;
@@ -84,7 +85,8 @@ pub(super) async fn forward(
                 // Only the leader's own answer is compared with candidates.
                 let tee = if i == 0 { leader_tx.take() } else { None };
                 let timing = Timings { started, ttfb, router_time, headers_at };
-                return Ok(respond(app, route_name, modality, up, resp, request_id, timing, tee));
+                let series = route.series.get(*name).cloned();
+                return Ok(respond(app, route_name, req.modality, up, resp, request_id, timing, tee, series));
             }
             Ok(Err(e)) if e.is_connect() => AttemptError::Connect(error_chain(&e)),
             Ok(Err(e)) => AttemptError::Request(error_chain(&e)),
@@ -158,12 +160,13 @@ struct Timings {
 fn respond(
     app: &SharedApp,
     route: &str,
-    modality: &'static str,
+    modality: Modality,
     up: &Upstream,
     resp: Response<Incoming>,
     request_id: &HeaderValue,
     t: Timings,
     tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
+    series: Option<Arc<ModelSeries>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -173,7 +176,8 @@ fn respond(
     }
     let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let success = parts.status.is_success();
-    let status = parts.status.as_u16().to_string();
+    let teeing = tee.is_some();
+    let status = parts.status.as_u16();
     let served = Served { route: route.to_string(), model: up.model.name.clone(), segment: None };
     app.shadow.served(&String::from_utf8_lossy(request_id.as_bytes()), served);
     let metrics = app.clone();
@@ -183,19 +187,18 @@ fn respond(
     let on_finish = Box::new(move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
-        m.requests.with_label_values(&[&route_name, modality, name, &status]).inc();
-        m.ttfb.with_label_values(&[&route_name, name]).observe(ttfb.as_secs_f64());
-        m.duration.with_label_values(&[&route_name, name]).observe((f.at - started).as_secs_f64());
+        let series = series.unwrap_or_else(|| Arc::new(ModelSeries::fallback(m, &route_name, modality, name)));
+        series.requests(m, &route_name, modality, name, status).inc();
+        series.ttfb.observe(ttfb.as_secs_f64());
+        series.duration.observe((f.at - started).as_secs_f64());
         if matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError) {
             m.upstream_errors.with_label_values(&[name, f.outcome.as_str()]).inc();
         }
         if let Some(usage) = &f.captured.usage {
-            m.tokens.with_label_values(&[&route_name, name, "input"]).inc_by(usage.input_tokens);
-            m.tokens.with_label_values(&[&route_name, name, "output"]).inc_by(usage.output_tokens);
+            series.tokens_in.inc_by(usage.input_tokens);
+            series.tokens_out.inc_by(usage.output_tokens);
             if let Some(price) = &model.price {
-                m.cost
-                    .with_label_values(&[&route_name, name])
-                    .inc_by(price.cost(usage.input_tokens, usage.output_tokens));
+                series.cost.inc_by(price.cost(usage.input_tokens, usage.output_tokens));
             }
         }
         if let Some(tx) = tee {
@@ -209,8 +212,9 @@ fn respond(
         }
     });
     let total_deadline = started + up.model.timeouts.total;
-    let observed =
-        Observed::new(body, up.model.timeouts.idle, total_deadline, Capture::new(format, CAPTURE_CAP), on_finish);
+    // Only a teed response is compared; every other one is read for its usage alone.
+    let capture = if teeing { Capture::new(format, CAPTURE_CAP) } else { Capture::usage_only(format, CAPTURE_CAP) };
+    let observed = Observed::new(body, up.model.timeouts.idle, total_deadline, capture, on_finish);
     app.metrics.overhead.observe((router_time + headers_at.elapsed()).as_secs_f64());
     Response::from_parts(parts, observed.boxed_unsync())
 }
