@@ -17,6 +17,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONC=${CONC:-64}
 RATE=${RATE:-2000}
+SOAK=${SOAK:-300}          # seconds of steady load for the memory soak (0 skips it)
+STREAMS=${STREAMS:-1000}   # concurrent open SSE streams for the memory check
 LITELLM_VERSION=1.100.0   # pinned; 1.82.7 and 1.82.8 were the compromised releases; newer [proxy] extras do not resolve on PyPI
 if [ $SMOKE = 1 ]; then ROUNDS=1; DURATION=2; RATE=300; CONC=16; fi
 mkdir -p "$OUT/results" "$OUT/logs"
@@ -67,7 +69,8 @@ else
   $PIN_LOAD "$SR" sim --config "$OUT/up-sim.yaml" > "$OUT/logs/upstream.log" 2>&1 & PIDS+=($!)
 fi
 # A streaming upstream for TTFT: the sim, 5 ms to the first token, 1 ms per token.
-printf 'servers:\n  - { name: sse, listen: "127.0.0.1:%s", behavior: { ttft: 5ms, per_token: 1ms, jitter: 0, words: 20 } }\n' "$SIM" > "$OUT/sim.yaml"
+SLOW=$(free_port)
+printf 'servers:\n  - { name: sse, listen: "127.0.0.1:%s", behavior: { ttft: 5ms, per_token: 1ms, jitter: 0, words: 20 } }\n  - { name: slow, listen: "127.0.0.1:%s", behavior: { ttft: 50ms, per_token: 200ms, jitter: 0, words: 60 } }\n' "$SIM" "$SLOW" > "$OUT/sim.yaml"
 $PIN_LOAD "$SR" sim --config "$OUT/sim.yaml" > "$OUT/logs/sim.log" 2>&1 & PIDS+=($!)
 wait_http "http://127.0.0.1:$UP/v1/models"
 wait_http "http://127.0.0.1:$SIM/v1/models"
@@ -84,7 +87,12 @@ models:
   up:   { url: "http://127.0.0.1:$UP/v1", model: bench }
   cand: { url: "http://127.0.0.1:$UP/v1", model: bench-candidate }
   sse:  { url: "http://127.0.0.1:$SIM/v1", model: bench }
+  slow: { url: "http://127.0.0.1:$SLOW/v1", model: bench }
 routes:
+  - name: slow
+    modality: text
+    match: { headers: { x-bench: slow } }
+    leader: slow
   - name: stream
     modality: text
     match: { headers: { x-bench: sse } }
@@ -173,4 +181,25 @@ for r in $(seq 1 "$ROUNDS"); do
     measure "$r" "$t"
   done
 done
+# --- memory: a soak at a steady rate, and many open streams -------------------------------------
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+if [ $SMOKE = 0 ] && [ "$SOAK" -gt 0 ]; then
+  echo "soak: ${SOAK}s at $((RATE / 2)) req/s against shadowroute-10" >&2
+  pid=${PID[shadowroute-10]}
+  $PIN_LOAD "$LG" --name soak --url "${URL[shadowroute-10]}" --mode open --rate $((RATE / 2)) --concurrency 512 --duration "$SOAK" --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/soak.json" > /dev/null &
+  lg=$!
+  : > "$OUT/soak-rss.txt"
+  for t in $(seq 10 10 "$SOAK"); do sleep 10; echo "$t $(rss_kb "$pid")" >> "$OUT/soak-rss.txt"; done
+  wait $lg || true
+fi
+if [ $SMOKE = 0 ] && [ "$STREAMS" -gt 0 ]; then
+  echo "streams: $STREAMS concurrent SSE streams through shadowroute-off" >&2
+  pid=${PID[shadowroute-off]}
+  $PIN_LOAD "$LG" --name streams --url "${URL[shadowroute-off]}" --mode closed --concurrency "$STREAMS" --duration 20 --warmup 5 --mix load-tests/mix/stream.jsonl --header "x-bench: slow" --json "$OUT/streams.json" > /dev/null &
+  lg=$!
+  peak=0
+  for _ in $(seq 1 25); do sleep 1; r=$(rss_kb "$pid"); [ "$r" -gt "$peak" ] && peak=$r; done
+  wait $lg || true
+  echo "$peak" > "$OUT/streams-peak-rss-kb.txt"
+fi
 python3 load-tests/report.py "$OUT/results" "$SMOKE" | tee "$OUT/report.md"

@@ -66,6 +66,24 @@ for peer in ["nginx", "litellm"]:
 if ("shadowroute-10", "closed") in runs:
     print(f"- 10 % shadowing / shadowing off: throughput {ratio('shadowroute-10', 'shadowroute-off', 'throughput_rps')}, "
           f"p99 at fixed rate {ratio('shadowroute-10', 'shadowroute-off', 'latency', 'p99_ms', 'open')}")
+base = os.path.dirname(results.rstrip("/"))
+soak = os.path.join(base, "soak-rss.txt")
+if os.path.exists(soak):
+    pts = [tuple(map(int, l.split())) for l in open(soak) if l.strip()]
+    if len(pts) >= 2:
+        first = next((r for t, r in pts if t >= 60), pts[0][1])
+        last = pts[-1][1]
+        s = json.load(open(os.path.join(base, "soak.json")))
+        errors += s["errors"]
+        print(f"- soak: {pts[-1][0]} s at {s['offered_rate']} req/s (10 % shadowing): RSS {first / 1024:.1f} MiB after 1 min, "
+              f"{last / 1024:.1f} MiB at the end ({(last - first) / first * 100:+.1f} %), max {max(r for _, r in pts) / 1024:.1f} MiB; "
+              f"{s['ok']} requests, {s['errors']} errors")
+peak = os.path.join(base, "streams-peak-rss-kb.txt")
+if os.path.exists(peak):
+    s = json.load(open(os.path.join(base, "streams.json")))
+    errors += s["errors"]
+    print(f"- {s['concurrency']} concurrent SSE streams (12 s each): peak RSS {int(open(peak).read()) / 1024:.1f} MiB; "
+          f"{s['ok']} streams completed, {s['errors']} errors")
 print(f"\nErrors across all runs: {errors}")
 if smoke and errors:
     sys.exit(1)

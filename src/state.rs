@@ -40,6 +40,9 @@ pub struct RouteState {
 
 /// The request path's metric series for one (route, model).
 pub struct ModelSeries {
+    /// The route and model names, shared rather than copied per request.
+    pub route: Arc<str>,
+    pub model: Arc<str>,
     pub duration: Histogram,
     pub ttfb: Histogram,
     pub tokens_in: IntCounter,
@@ -53,6 +56,8 @@ impl ModelSeries {
     fn new(m: &Metrics, route: &Route, model: &str) -> ModelSeries {
         let r = route.name.as_str();
         ModelSeries {
+            route: Arc::from(r),
+            model: Arc::from(model),
             duration: m.duration.with_label_values(&[r, model]),
             ttfb: m.ttfb.with_label_values(&[r, model]),
             tokens_in: m.tokens.with_label_values(&[r, model, "input"]),
@@ -69,6 +74,8 @@ impl ModelSeries {
     /// Series resolved on the spot, for a model the snapshot did not prepare.
     pub fn fallback(m: &Metrics, route: &str, modality: Modality, model: &str) -> ModelSeries {
         ModelSeries {
+            route: Arc::from(route),
+            model: Arc::from(model),
             duration: m.duration.with_label_values(&[route, model]),
             ttfb: m.ttfb.with_label_values(&[route, model]),
             tokens_in: m.tokens.with_label_values(&[route, model, "input"]),

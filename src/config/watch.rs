@@ -23,8 +23,14 @@ pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToke
         _ => PathBuf::from("."),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let name = path.file_name().map(|n| n.to_os_string());
+    // Only the config file, or the `..data` symlink the kubelet swaps, matters: the state
+    // database often lives in the same directory and is written all the time.
+    let relevant = move |p: &Path| {
+        p.file_name().is_some_and(|f| Some(f) == name.as_deref() || f.to_string_lossy().starts_with(".."))
+    };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| e.paths.iter().any(|p| relevant(p))) {
             let _ = tx.send(());
         }
     })?;

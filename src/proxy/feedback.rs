@@ -47,20 +47,20 @@ pub async fn handle(
     {
         let mut evals = app.shadow.evaluations();
         // Feedback speaks for the leader only while it is still the leader it was given for.
-        if let Some(eval) = evals.get_mut(&served.route).filter(|e| e.leader == served.model) {
+        if let Some(eval) = evals.get_mut(&*served.route).filter(|e| *e.leader == *served.model) {
             eval.feedback.push(score);
         }
     }
     app.store.send(Write::Feedback(FeedbackRecord {
         at_ms: store::now_ms(),
-        route: served.route.clone(),
-        model: served.model.clone(),
+        route: served.route.to_string(),
+        model: served.model.to_string(),
         request_id: id,
         score,
     }));
     let mut resp = json_response(
         StatusCode::OK,
-        &serde_json::json!({"status": "recorded", "route": served.route, "model": served.model, "score": score}),
+        &serde_json::json!({"status": "recorded", "route": &*served.route, "model": &*served.model, "score": score}),
     );
     resp.headers_mut().insert("x-request-id", request_id.clone());
     Ok(resp)

@@ -178,8 +178,10 @@ fn respond(
     let success = parts.status.is_success();
     let teeing = tee.is_some();
     let status = parts.status.as_u16();
-    let served = Served { route: route.to_string(), model: up.model.name.clone(), segment: None };
-    app.shadow.served(&String::from_utf8_lossy(request_id.as_bytes()), served);
+    let series = series.unwrap_or_else(|| Arc::new(ModelSeries::fallback(&app.metrics, route, modality, &up.model.name)));
+    if let Ok(id) = request_id.to_str() {
+        app.shadow.served(id, Served { route: series.route.clone(), model: series.model.clone() });
+    }
     let metrics = app.clone();
     let route_name = route.to_string();
     let model = up.model.clone();
@@ -187,7 +189,6 @@ fn respond(
     let on_finish = Box::new(move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
-        let series = series.unwrap_or_else(|| Arc::new(ModelSeries::fallback(m, &route_name, modality, name)));
         series.requests(m, &route_name, modality, name, status).inc();
         series.ttfb.observe(ttfb.as_secs_f64());
         series.duration.observe((f.at - started).as_secs_f64());

@@ -39,17 +39,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The client's headers that may be forwarded to the chosen upstream.
+/// The client's headers that may be forwarded to the chosen upstream: a new map with only
+/// those, rather than a copy of everything minus the rest.
 pub fn upstream_request_headers(client: &HeaderMap) -> HeaderMap {
-    let mut out = client.clone();
-    strip_hop_by_hop(&mut out);
-    for name in CREDENTIALS.iter().chain(REPLACED) {
-        out.remove(*name);
-    }
-    // The router's own controls are for the router.
-    let own: Vec<HeaderName> = out.keys().filter(|k| k.as_str().starts_with("x-shadowroute-")).cloned().collect();
-    for name in own {
-        out.remove(name);
+    let listed: Vec<&str> = client
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut out = HeaderMap::with_capacity(client.len());
+    for (name, value) in client {
+        let n = name.as_str();
+        let dropped = HOP_BY_HOP.contains(&n)
+            || CREDENTIALS.contains(&n)
+            || REPLACED.contains(&n)
+            // The router's own controls are for the router.
+            || n.starts_with("x-shadowroute-")
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(n));
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
     }
     out
 }

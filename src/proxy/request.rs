@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::body::UpBody;
@@ -16,7 +18,8 @@ use super::error::ProxyError;
 use super::modality::{self, Endpoint, Modality};
 use super::{headers, multipart};
 
-/// The request id: the client's if it sent a sane one, otherwise a new random one.
+/// The request id: the client's if it sent a sane one, otherwise a new unique one:
+/// a random per-process prefix and a counter, written without allocating twice.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get("x-request-id") {
         let ok = !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
@@ -24,18 +27,109 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
+    static PREFIX: OnceLock<u64> = OnceLock::new();
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
-    let a = h.finish();
-    h.write_u64(a);
-    let id = format!("req_{a:016x}{:016x}", h.finish());
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().build_hasher().finish());
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 36];
+    buf[..4].copy_from_slice(b"req_");
+    hex(prefix, &mut buf[4..20]);
+    hex(seq, &mut buf[20..36]);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("req_unknown"))
+}
+
+fn hex(mut x: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(x & 0xf) as usize];
+        x >>= 4;
+    }
+}
+
+/// A JSON object kept as its top-level fields, each still raw JSON text: the request path
+/// rewrites `model` and copies everything else through without building a value tree.
+pub struct JsonObject {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+impl JsonObject {
+    fn parse(body: &[u8]) -> Result<JsonObject, String> {
+        let fields: Vec<(String, Box<RawValue>)> = serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
+        Ok(JsonObject { fields })
+    }
+
+    /// The raw text of a top-level field.
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.get())
+    }
+
+    /// A top-level field parsed into a value (for the background and the rare request that needs it).
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.raw(key).and_then(|r| serde_json::from_str(r).ok())
+    }
+
+    /// The object with `model` set to `model` (added first if absent).
+    fn with_model(&self, model: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + model.len() + 16);
+        out.extend_from_slice(b"{\"model\":");
+        let _ = serde_json::to_writer(&mut out, model);
+        for (k, v) in &self.fields {
+            if k != "model" {
+                out.push(b',');
+                let _ = serde_json::to_writer(&mut out, k);
+                out.push(b':');
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Deserializes a JSON object into its fields in order, or fails if the body is not an object.
+struct RawObject(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push((k, v));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Content parts that may make a conversational request vision or audio; without any of
+/// these strings in `messages` or `input` the request is text and is never parsed deeper.
+const PART_MARKERS: &[&str] = &["\"image_url\"", "\"input_image\"", "\"image\"", "\"input_audio\"", "\"audio\"", "\"file\"", "\"input_file\""];
+
+fn classify_json(endpoint: Endpoint, override_header: Option<&str>, obj: &JsonObject) -> Result<Modality, modality::ClassifyError> {
+    let mut parts = Map::new();
+    for key in ["messages", "input"] {
+        if let Some(raw) = obj.raw(key) {
+            if PART_MARKERS.iter().any(|m| raw.contains(m)) {
+                if let Ok(v) = serde_json::from_str::<Value>(raw) {
+                    parts.insert(key.to_string(), v);
+                }
+            }
+        }
+    }
+    modality::classify(endpoint, override_header, Some(&parts))
 }
 
 /// How the body is understood.
 pub enum Payload {
-    Json(Map<String, Value>),
+    Json(JsonObject),
     Multipart { boundary: String, parts: Vec<multipart::Part> },
 }
 
@@ -86,15 +180,13 @@ impl ClientRequest {
             let modality = modality::classify(endpoint, override_header, None)?;
             (Payload::Multipart { boundary, parts: found }, stream, modality)
         } else {
-            let value: Value =
-                serde_json::from_slice(&body).map_err(|e| ProxyError::BadBody(format!("invalid JSON: {e}")))?;
-            let Value::Object(map) = value else {
-                return Err(ProxyError::BadBody("the JSON body must be an object".into()));
-            };
-            let stream = map.get("stream").and_then(Value::as_bool).unwrap_or(false)
-                || map.get("stream_format").and_then(Value::as_str) == Some("sse");
-            let modality = modality::classify(endpoint, override_header, Some(&map))?;
-            (Payload::Json(map), stream, modality)
+            let obj = JsonObject::parse(&body).map_err(|e| {
+                let what = if body.trim_ascii_start().starts_with(b"{") { "invalid JSON" } else { "the JSON body must be an object" };
+                ProxyError::BadBody(format!("{what}: {e}"))
+            })?;
+            let stream = obj.raw("stream") == Some("true") || obj.raw("stream_format") == Some("\"sse\"");
+            let modality = classify_json(endpoint, override_header, &obj)?;
+            (Payload::Json(obj), stream, modality)
         };
         Ok(ClientRequest {
             endpoint,
@@ -110,7 +202,7 @@ impl ClientRequest {
     /// The body rewritten for an upstream: its `model` field set to `model`.
     pub fn body_for(&self, model: &str) -> UpBody {
         match &self.payload {
-            Payload::Json(map) => UpBody::new(vec![Bytes::from(json_with_model(map, model))]),
+            Payload::Json(obj) => UpBody::new(vec![Bytes::from(obj.with_model(model))]),
             Payload::Multipart { boundary, parts } => {
                 UpBody::new(multipart::replace_field(&self.body, boundary, parts, "model", model))
             }
@@ -123,46 +215,10 @@ impl ClientRequest {
     }
 
     /// The JSON body, if it is one.
-    pub fn json(&self) -> Option<&Map<String, Value>> {
+    pub fn json(&self) -> Option<&JsonObject> {
         match &self.payload {
-            Payload::Json(map) => Some(map),
+            Payload::Json(obj) => Some(obj),
             Payload::Multipart { .. } => None,
-        }
-    }
-}
-
-/// Serializes the object with `model` replaced (or added), without cloning the tree.
-fn json_with_model(map: &Map<String, Value>, model: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.push(b'{');
-    let mut first = true;
-    let mut put = |out: &mut Vec<u8>, key: &str, value: &dyn erased::Ser| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let _ = serde_json::to_writer(&mut *out, key);
-        out.push(b':');
-        value.write(out);
-    };
-    put(&mut out, "model", &model);
-    for (k, v) in map {
-        if k != "model" {
-            put(&mut out, k, v);
-        }
-    }
-    out.push(b'}');
-    out
-}
-
-mod erased {
-    /// A value that can write itself as JSON; lets one closure take strings and values.
-    pub trait Ser {
-        fn write(&self, out: &mut Vec<u8>);
-    }
-    impl<T: serde::Serialize + ?Sized> Ser for T {
-        fn write(&self, out: &mut Vec<u8>) {
-            let _ = serde_json::to_writer(out, self);
         }
     }
 }
@@ -173,17 +229,27 @@ mod tests {
 
     #[test]
     fn model_is_rewritten_and_everything_else_kept() {
-        let Value::Object(map) = serde_json::json!({"model": "client-choice", "messages": [{"role": "user", "content": "hi \"there\""}], "temperature": 0.5})
-        else {
-            panic!()
-        };
-        let out: Value = serde_json::from_slice(&json_with_model(&map, "gpt-x")).unwrap();
+        let body = serde_json::json!({"model": "client-choice", "messages": [{"role": "user", "content": "hi \"there\""}], "temperature": 0.5});
+        let obj = JsonObject::parse(body.to_string().as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(&obj.with_model("gpt-x")).unwrap();
         assert_eq!(out["model"], "gpt-x");
         assert_eq!(out["messages"][0]["content"], "hi \"there\"");
         assert_eq!(out["temperature"], 0.5);
-        let Value::Object(no_model) = serde_json::json!({"input": "x"}) else { panic!() };
-        let out: Value = serde_json::from_slice(&json_with_model(&no_model, "emb")).unwrap();
+        let no_model = JsonObject::parse(br#"{"input": "x"}"#).unwrap();
+        let out: Value = serde_json::from_slice(&no_model.with_model("emb")).unwrap();
         assert_eq!(out["model"], "emb");
+        assert!(JsonObject::parse(b"[1, 2]").is_err());
+        assert!(JsonObject::parse(b"{broken").is_err());
+    }
+
+    #[test]
+    fn only_requests_with_media_parts_are_parsed_deeper() {
+        let vision = JsonObject::parse(br#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}"#).unwrap();
+        assert_eq!(classify_json(Endpoint::ChatCompletions, None, &vision), Ok(Modality::Vision));
+        let text = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "what is an image_url field?"}]}"#).unwrap();
+        assert_eq!(classify_json(Endpoint::ChatCompletions, None, &text), Ok(Modality::Text));
+        let quoted = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#).unwrap();
+        assert_eq!(classify_json(Endpoint::ChatCompletions, None, &quoted), Ok(Modality::Text));
     }
 
     #[test]

@@ -352,7 +352,7 @@ impl Job {
 
 /// The user's text in a request: the last user message, the prompt, or the input.
 pub fn prompt_text(req: &ClientRequest) -> String {
-    let Some(map) = req.json() else { return String::new() };
+    let Some(obj) = req.json() else { return String::new() };
     let content_text = |content: &Value| -> String {
         match content {
             Value::String(s) => s.clone(),
@@ -362,13 +362,13 @@ pub fn prompt_text(req: &ClientRequest) -> String {
             _ => String::new(),
         }
     };
-    if let Some(messages) = map.get("messages").and_then(Value::as_array) {
+    if let Some(Value::Array(messages)) = obj.get("messages") {
         if let Some(m) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
             return m.get("content").map(content_text).unwrap_or_default();
         }
     }
     for key in ["prompt", "input"] {
-        match map.get(key) {
+        match obj.get(key) {
             Some(Value::String(s)) => return s.clone(),
             Some(Value::Array(items)) => {
                 return items

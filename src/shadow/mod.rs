@@ -37,16 +37,15 @@ struct Budget {
 /// Who served a request, kept for a while so feedback can find it.
 #[derive(Clone)]
 pub struct Served {
-    pub route: String,
-    pub model: String,
-    pub segment: Option<String>,
+    pub route: Arc<str>,
+    pub model: Arc<str>,
 }
 
 /// Bounded memory of recently served request ids.
 #[derive(Default)]
 struct ServedLog {
-    map: HashMap<String, Served>,
-    order: VecDeque<String>,
+    map: HashMap<Arc<str>, Served>,
+    order: VecDeque<Arc<str>>,
 }
 
 const SERVED_CAPACITY: usize = 100_000;
@@ -126,9 +125,10 @@ impl Shadow {
 
     /// Remembers who served a request, for feedback.
     pub fn served(&self, request_id: &str, served: Served) {
+        let id: Arc<str> = Arc::from(request_id);
         let mut log = lock(&self.served);
-        if log.map.insert(request_id.to_string(), served).is_none() {
-            log.order.push_back(request_id.to_string());
+        if log.map.insert(id.clone(), served).is_none() {
+            log.order.push_back(id);
         }
         while log.order.len() > SERVED_CAPACITY {
             if let Some(old) = log.order.pop_front() {

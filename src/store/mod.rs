@@ -98,7 +98,20 @@ pub trait Store: Send {
     fn decisions(&mut self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError>;
     /// Deletes comparison records older than `max_age` or beyond the newest `max_rows`.
     fn prune(&mut self, max_age: Duration, max_rows: u64) -> Result<u64, StoreError>;
+    /// Groups the following writes into one transaction (one disk sync instead of many).
+    fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
+
+/// At most this many queued writes share one transaction.
+const BATCH: usize = 512;
+/// How long the writer gathers writes after the first one: fewer wake-ups and transactions
+/// under load, at most this much delay before a record lands.
+const GATHER: Duration = Duration::from_millis(100);
 
 /// What the writer thread is asked to do.
 pub enum Write {
@@ -208,26 +221,55 @@ pub fn open(path: &Path, errors: IntCounterVec) -> (StoreHandle, Writer, Vec<Ove
 }
 
 fn run(mut store: Option<Box<dyn Store>>, rx: Receiver<Write>, errors: IntCounterVec) {
-    while let Ok(w) = rx.recv() {
-        if matches!(w, Write::Stop) {
-            return;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        let gather_until = std::time::Instant::now() + GATHER;
+        let mut stop_seen = matches!(first, Write::Stop);
+        batch.push(first);
+        while batch.len() < BATCH && !stop_seen {
+            let left = gather_until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(w) => {
+                    stop_seen = matches!(w, Write::Stop);
+                    batch.push(w);
+                }
+                Err(_) => break,
+            }
         }
-        let op = w.op();
+        let stop = batch.iter().any(|w| matches!(w, Write::Stop));
         let Some(s) = store.as_mut() else {
-            errors.with_label_values(&[op]).inc();
+            for w in batch.drain(..).filter(|w| !matches!(w, Write::Stop)) {
+                errors.with_label_values(&[w.op()]).inc();
+            }
+            if stop {
+                return;
+            }
             continue;
         };
-        let result = match &w {
-            Write::Comparison(r) => s.comparison(r),
-            Write::Decision(d) => s.decision(d),
-            Write::Override { route, value } => s.set_override(route, value.as_ref()),
-            Write::Feedback(f) => s.feedback(f),
-            Write::Prune { max_age, max_rows } => s.prune(*max_age, *max_rows).map(|_| ()),
-            Write::Stop => Ok(()),
-        };
-        if let Err(e) = result {
-            errors.with_label_values(&[op]).inc();
-            tracing::warn!(error = %e, op, "state store write failed");
+        let in_tx = s.begin().is_ok();
+        for w in batch.drain(..) {
+            let op = w.op();
+            let result = match &w {
+                Write::Comparison(r) => s.comparison(r),
+                Write::Decision(d) => s.decision(d),
+                Write::Override { route, value } => s.set_override(route, value.as_ref()),
+                Write::Feedback(f) => s.feedback(f),
+                Write::Prune { max_age, max_rows } => s.prune(*max_age, *max_rows).map(|_| ()),
+                Write::Stop => Ok(()),
+            };
+            if let Err(e) = result {
+                errors.with_label_values(&[op]).inc();
+                tracing::warn!(error = %e, op, "state store write failed");
+            }
+        }
+        if in_tx {
+            if let Err(e) = s.commit() {
+                errors.with_label_values(&["commit"]).inc();
+                tracing::warn!(error = %e, "state store commit failed");
+            }
+        }
+        if stop {
+            return;
         }
     }
 }

@@ -61,18 +61,20 @@ impl Store for SqliteStore {
             Some(p) => (Some(p.request.as_str()), Some(p.leader.as_str()), Some(p.candidate.as_str())),
             None => (None, None, None),
         };
-        self.conn
-            .execute(
+        let mut stmt = self
+            .conn
+            .prepare_cached(
                 "INSERT INTO comparisons (at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge,
                  judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out,
                  cost_usd, payload_request, payload_leader, payload_candidate)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-                params![
+            )
+            .map_err(err)?;
+        stmt.execute(params![
                     r.at_ms, r.route, r.candidate, r.leader, r.segment, r.request_id, r.outcome, r.agreement, r.noise, r.judge,
                     r.judge_inconclusive, r.leader_ttft_ms, r.leader_total_ms, r.candidate_ttft_ms, r.candidate_total_ms,
                     r.tokens_in as i64, r.tokens_out as i64, r.cost_usd, req, lead, cand
-                ],
-            )
+                ])
             .map(|_| ())
             .map_err(err)
     }
@@ -145,6 +147,14 @@ impl Store for SqliteStore {
         let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
         out.reverse();
         Ok(out)
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN").map_err(err)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT").map_err(err)
     }
 
     fn prune(&mut self, max_age: Duration, max_rows: u64) -> Result<u64, StoreError> {
