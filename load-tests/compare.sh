@@ -21,6 +21,7 @@ SOAK=${SOAK:-300}          # seconds of steady load for the memory soak (0 skips
 STREAMS=${STREAMS:-1000}   # concurrent open SSE streams for the memory check
 LITELLM_VERSION=1.100.0   # pinned; 1.82.7 and 1.82.8 were the compromised releases; newer [proxy] extras do not resolve on PyPI
 if [ $SMOKE = 1 ]; then ROUNDS=1; DURATION=2; RATE=300; CONC=16; fi
+ulimit -n 65536 2>/dev/null || true
 mkdir -p "$OUT/results" "$OUT/logs"
 rm -f "$OUT"/results/*.json
 
