@@ -53,26 +53,8 @@ pub struct ModelSeries {
 }
 
 impl ModelSeries {
-    fn new(m: &Metrics, route: &Route, model: &str) -> ModelSeries {
-        let r = route.name.as_str();
-        ModelSeries {
-            route: Arc::from(r),
-            model: Arc::from(model),
-            duration: m.duration.with_label_values(&[r, model]),
-            ttfb: m.ttfb.with_label_values(&[r, model]),
-            tokens_in: m.tokens.with_label_values(&[r, model, "input"]),
-            tokens_out: m.tokens.with_label_values(&[r, model, "output"]),
-            cost: m.cost.with_label_values(&[r, model]),
-            ok: route
-                .modalities
-                .iter()
-                .map(|md| (*md, m.requests.with_label_values(&[r, md.as_str(), model, "200"])))
-                .collect(),
-        }
-    }
-
-    /// Series resolved on the spot, for a model the snapshot did not prepare.
-    pub fn fallback(m: &Metrics, route: &str, modality: Modality, model: &str) -> ModelSeries {
+    /// Resolves the series of `model` on `route` for the given modalities.
+    pub fn new(m: &Metrics, route: &str, modalities: &[Modality], model: &str) -> ModelSeries {
         ModelSeries {
             route: Arc::from(route),
             model: Arc::from(model),
@@ -81,7 +63,10 @@ impl ModelSeries {
             tokens_in: m.tokens.with_label_values(&[route, model, "input"]),
             tokens_out: m.tokens.with_label_values(&[route, model, "output"]),
             cost: m.cost.with_label_values(&[route, model]),
-            ok: vec![(modality, m.requests.with_label_values(&[route, modality.as_str(), model, "200"]))],
+            ok: modalities
+                .iter()
+                .map(|md| (*md, m.requests.with_label_values(&[route, md.as_str(), model, "200"])))
+                .collect(),
         }
     }
 
@@ -203,7 +188,7 @@ pub fn prepare(
             }
             let series = std::iter::once(&leader)
                 .chain(&route.fallbacks)
-                .map(|m| (m.clone(), Arc::new(ModelSeries::new(metrics, route, m))))
+                .map(|m| (m.clone(), Arc::new(ModelSeries::new(metrics, &route.name, &route.modalities, m))))
                 .collect();
             RouteState { route: route.clone(), leader, candidates, series }
         })

@@ -32,6 +32,30 @@ pub enum Comparator {
     Neighbourhood,
 }
 
+impl Comparator {
+    /// Those a route may name in `evaluate.agreement` (neighbourhood is implied for embeddings).
+    pub const CONFIGURABLE: [Comparator; 6] = [
+        Comparator::Exact,
+        Comparator::Normalized,
+        Comparator::TokenF1,
+        Comparator::RougeL,
+        Comparator::Json,
+        Comparator::Wer,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Comparator::Exact => "exact",
+            Comparator::Normalized => "normalized",
+            Comparator::TokenF1 => "token_f1",
+            Comparator::RougeL => "rouge_l",
+            Comparator::Json => "json",
+            Comparator::Wer => "wer",
+            Comparator::Neighbourhood => "neighbourhood",
+        }
+    }
+}
+
 /// Agreement of two outputs under a comparator; None when the comparator cannot judge them
 /// (e.g. Neighbourhood with fewer than 3 vectors in either, or different batch sizes).
 ///

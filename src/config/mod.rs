@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::compare::Comparator;
 use crate::proxy::modality::Modality;
 
 pub use schema::DEFAULT_JUDGE_PROMPT;
@@ -150,27 +151,17 @@ pub struct Evaluate {
     pub store_payloads: StorePayloads,
 }
 
-/// The agreement comparator.
+/// The agreement comparator: a pure one, or cosine through an embeddings model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Agreement {
-    Exact,
-    Normalized,
-    TokenF1,
-    RougeL,
-    Json,
-    Wer,
+    Pure(Comparator),
     Embedding(String),
 }
 
 impl Agreement {
     pub fn name(&self) -> String {
         match self {
-            Agreement::Exact => "exact".into(),
-            Agreement::Normalized => "normalized".into(),
-            Agreement::TokenF1 => "token_f1".into(),
-            Agreement::RougeL => "rouge_l".into(),
-            Agreement::Json => "json".into(),
-            Agreement::Wer => "wer".into(),
+            Agreement::Pure(c) => c.name().to_string(),
             Agreement::Embedding(m) => format!("embedding:{m}"),
         }
     }

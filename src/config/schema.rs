@@ -579,7 +579,7 @@ impl<'a> Ctx<'a> {
         let f = self.fields(node, "`evaluate`", EVALUATE)?;
         let agreement = match f.get("agreement") {
             Some(n) => self.agreement(n, models)?,
-            None => Agreement::TokenF1,
+            None => Agreement::Pure(super::Comparator::TokenF1),
         };
         let noise_sample = self.opt(&f, "noise_sample", 0.1, |cx, n, w| cx.ranged(n, w, 0.0, 1.0));
         let judge = f.get("judge").and_then(|n| self.judge(n, models));
@@ -608,14 +608,10 @@ impl<'a> Ctx<'a> {
 
     fn agreement(&mut self, node: &Node, models: &BTreeMap<String, Arc<Model>>) -> Option<Agreement> {
         let text = self.string(node, "agreement")?;
-        let parsed = match text.as_str() {
-            "exact" => Agreement::Exact,
-            "normalized" => Agreement::Normalized,
-            "token_f1" => Agreement::TokenF1,
-            "rouge_l" => Agreement::RougeL,
-            "json" => Agreement::Json,
-            "wer" => Agreement::Wer,
-            other => match other.strip_prefix("embedding:") {
+        let pure = super::Comparator::CONFIGURABLE.into_iter().find(|c| c.name() == text);
+        let parsed = match (pure, text.as_str()) {
+            (Some(c), _) => Agreement::Pure(c),
+            (None, other) => match other.strip_prefix("embedding:") {
                 Some(model) if self.model_ref(model, node.pos, models) => Agreement::Embedding(model.to_string()),
                 Some(_) => return None,
                 None => {

@@ -178,7 +178,7 @@ fn respond(
     let success = parts.status.is_success();
     let teeing = tee.is_some();
     let status = parts.status.as_u16();
-    let series = series.unwrap_or_else(|| Arc::new(ModelSeries::fallback(&app.metrics, route, modality, &up.model.name)));
+    let series = series.unwrap_or_else(|| Arc::new(ModelSeries::new(&app.metrics, route, &[modality], &up.model.name)));
     if let Ok(id) = request_id.to_str() {
         app.shadow.served(id, Served { route: series.route.clone(), model: series.model.clone() });
     }

@@ -2,8 +2,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -54,7 +54,8 @@ pub struct JsonObject {
 
 impl JsonObject {
     fn parse(body: &[u8]) -> Result<JsonObject, String> {
-        let fields: Vec<(String, Box<RawValue>)> = serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
+        let fields: Vec<(String, Box<RawValue>)> =
+            serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
         Ok(JsonObject { fields })
     }
 
@@ -70,7 +71,9 @@ impl JsonObject {
 
     /// The object with `model` set to `model` (added first if absent).
     fn with_model(&self, model: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + model.len() + 16);
+        let mut out = Vec::with_capacity(
+            self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + model.len() + 16,
+        );
         out.extend_from_slice(b"{\"model\":");
         let _ = serde_json::to_writer(&mut out, model);
         for (k, v) in &self.fields {
@@ -111,9 +114,14 @@ impl<'de> serde::Deserialize<'de> for RawObject {
 
 /// Content parts that may make a conversational request vision or audio; without any of
 /// these strings in `messages` or `input` the request is text and is never parsed deeper.
-const PART_MARKERS: &[&str] = &["\"image_url\"", "\"input_image\"", "\"image\"", "\"input_audio\"", "\"audio\"", "\"file\"", "\"input_file\""];
+const PART_MARKERS: &[&str] =
+    &["\"image_url\"", "\"input_image\"", "\"image\"", "\"input_audio\"", "\"audio\"", "\"file\"", "\"input_file\""];
 
-fn classify_json(endpoint: Endpoint, override_header: Option<&str>, obj: &JsonObject) -> Result<Modality, modality::ClassifyError> {
+fn classify_json(
+    endpoint: Endpoint,
+    override_header: Option<&str>,
+    obj: &JsonObject,
+) -> Result<Modality, modality::ClassifyError> {
     let mut parts = Map::new();
     for key in ["messages", "input"] {
         if let Some(raw) = obj.raw(key) {
@@ -181,7 +189,11 @@ impl ClientRequest {
             (Payload::Multipart { boundary, parts: found }, stream, modality)
         } else {
             let obj = JsonObject::parse(&body).map_err(|e| {
-                let what = if body.trim_ascii_start().starts_with(b"{") { "invalid JSON" } else { "the JSON body must be an object" };
+                let what = if body.trim_ascii_start().starts_with(b"{") {
+                    "invalid JSON"
+                } else {
+                    "the JSON body must be an object"
+                };
                 ProxyError::BadBody(format!("{what}: {e}"))
             })?;
             let stream = obj.raw("stream") == Some("true") || obj.raw("stream_format") == Some("\"sse\"");
@@ -244,11 +256,17 @@ mod tests {
 
     #[test]
     fn only_requests_with_media_parts_are_parsed_deeper() {
-        let vision = JsonObject::parse(br#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}"#).unwrap();
+        let vision = JsonObject::parse(
+            br#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}"#,
+        )
+        .unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &vision), Ok(Modality::Vision));
-        let text = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "what is an image_url field?"}]}"#).unwrap();
+        let text = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "what is an image_url field?"}]}"#)
+            .unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &text), Ok(Modality::Text));
-        let quoted = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#).unwrap();
+        let quoted =
+            JsonObject::parse(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#)
+                .unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &quoted), Ok(Modality::Text));
     }
 

@@ -21,32 +21,13 @@ use crate::proxy::UpBody;
 use crate::state::Snapshot;
 use crate::store::{self, ComparisonRecord, Write};
 
-/// How outputs of a route are compared.
-pub enum Compare {
-    Pure(Comparator),
-    /// Cosine similarity through an embeddings model from `models:`.
-    Embedding(String),
-    /// Binary outputs (speech, images): latency and errors only.
-    None,
-}
-
-/// The comparator for a route and endpoint: embeddings compare neighbourhoods, audio
-/// and image outputs are not compared, everything else uses the route's `agreement`.
-pub fn comparator_for(route: &Route, endpoint: Endpoint) -> Compare {
+/// How a request's outputs are compared: embeddings by neighbourhood, speech and images not
+/// at all (latency and errors only), everything else by the route's `agreement`.
+pub fn comparator_for(route: &Route, endpoint: Endpoint) -> Option<Agreement> {
     match endpoint {
-        Endpoint::Embeddings => Compare::Pure(Comparator::Neighbourhood),
-        Endpoint::AudioSpeech | Endpoint::ImageGenerations | Endpoint::ImageEdits | Endpoint::ImageVariations => {
-            Compare::None
-        }
-        _ => match &route.evaluate.agreement {
-            Agreement::Exact => Compare::Pure(Comparator::Exact),
-            Agreement::Normalized => Compare::Pure(Comparator::Normalized),
-            Agreement::TokenF1 => Compare::Pure(Comparator::TokenF1),
-            Agreement::RougeL => Compare::Pure(Comparator::RougeL),
-            Agreement::Json => Compare::Pure(Comparator::Json),
-            Agreement::Wer => Compare::Pure(Comparator::Wer),
-            Agreement::Embedding(m) => Compare::Embedding(m.clone()),
-        },
+        Endpoint::Embeddings => Some(Agreement::Pure(Comparator::Neighbourhood)),
+        Endpoint::AudioSpeech | Endpoint::ImageGenerations | Endpoint::ImageEdits | Endpoint::ImageVariations => None,
+        _ => Some(route.evaluate.agreement.clone()),
     }
 }
 
@@ -160,7 +141,7 @@ impl Job {
     async fn finish_candidate(
         &self,
         model: &str,
-        compare: &Compare,
+        compare: &Option<Agreement>,
         leader: Option<&LeaderResult>,
         leader_ok: bool,
         r: CallResult,
@@ -270,25 +251,13 @@ impl Job {
     }
 
     /// Agreement of two outputs under the route's comparator.
-    async fn agreement(&self, compare: &Compare, a: &Captured, b: &Captured) -> Option<f64> {
-        match compare {
-            Compare::None => None,
-            Compare::Pure(c) => compare::agreement(c, &output(a), &output(b)),
-            Compare::Embedding(model) => {
-                let body =
-                    serde_json::json!({"model": self.snap.upstream(model)?.model.model, "input": [a.text, b.text]});
-                let up = self.snap.upstream(model)?;
-                let body = UpBody::new(vec![bytes::Bytes::from(serde_json::to_vec(&body).ok()?)]);
-                let r = call(
-                    &up.shadow_client,
-                    &up.model,
-                    "/embeddings",
-                    HeaderValue::from_static("application/json"),
-                    body,
-                    &self.request_id,
-                    up.model.timeouts.total,
-                )
-                .await;
+    async fn agreement(&self, compare: &Option<Agreement>, a: &Captured, b: &Captured) -> Option<f64> {
+        match compare.as_ref()? {
+            Agreement::Pure(c) => compare::agreement(c, &output(a), &output(b)),
+            Agreement::Embedding(model) => {
+                let r = self
+                    .call_json(model, "/embeddings", |m| serde_json::json!({"model": m, "input": [a.text, b.text]}))
+                    .await?;
                 match (r.outcome, r.captured.embeddings.as_slice()) {
                     (CallOutcome::Ok, [x, y]) => compare::vectors::cosine(x, y).map(|c| c.clamp(0.0, 1.0)),
                     _ => None,
@@ -317,23 +286,32 @@ impl Job {
     }
 
     async fn ask_judge(&self, model: &str, prompt: &str) -> Option<Verdict> {
-        let up = self.snap.upstream(model)?;
-        let body = serde_json::json!({"model": up.model.model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
-        let body = UpBody::new(vec![bytes::Bytes::from(serde_json::to_vec(&body).ok()?)]);
-        let r = call(
-            &up.shadow_client,
-            &up.model,
-            "/chat/completions",
-            HeaderValue::from_static("application/json"),
-            body,
-            &self.request_id,
-            up.model.timeouts.total,
-        )
-        .await;
+        let body = |m: &str| serde_json::json!({"model": m, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
+        let r = self.call_json(model, "/chat/completions", body).await?;
         match r.outcome {
             CallOutcome::Ok => judge::parse_verdict(&r.captured.text),
             _ => None,
         }
+    }
+
+    /// A JSON call of the router's own (judge, embeddings) to a model from `models:`;
+    /// `body` gets the model's upstream name.
+    async fn call_json(&self, model: &str, path: &str, body: impl FnOnce(&str) -> Value) -> Option<CallResult> {
+        let up = self.snap.upstream(model)?;
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body(&up.model.model)).ok()?);
+        let json = HeaderValue::from_static("application/json");
+        Some(
+            call(
+                &up.shadow_client,
+                &up.model,
+                path,
+                json,
+                UpBody::new(vec![bytes]),
+                &self.request_id,
+                up.model.timeouts.total,
+            )
+            .await,
+        )
     }
 
     fn payload(&self, leader: Option<&LeaderResult>, r: &CallResult) -> Option<store::Payload> {

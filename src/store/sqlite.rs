@@ -71,12 +71,30 @@ impl Store for SqliteStore {
             )
             .map_err(err)?;
         stmt.execute(params![
-                    r.at_ms, r.route, r.candidate, r.leader, r.segment, r.request_id, r.outcome, r.agreement, r.noise, r.judge,
-                    r.judge_inconclusive, r.leader_ttft_ms, r.leader_total_ms, r.candidate_ttft_ms, r.candidate_total_ms,
-                    r.tokens_in as i64, r.tokens_out as i64, r.cost_usd, req, lead, cand
-                ])
-            .map(|_| ())
-            .map_err(err)
+            r.at_ms,
+            r.route,
+            r.candidate,
+            r.leader,
+            r.segment,
+            r.request_id,
+            r.outcome,
+            r.agreement,
+            r.noise,
+            r.judge,
+            r.judge_inconclusive,
+            r.leader_ttft_ms,
+            r.leader_total_ms,
+            r.candidate_ttft_ms,
+            r.candidate_total_ms,
+            r.tokens_in as i64,
+            r.tokens_out as i64,
+            r.cost_usd,
+            req,
+            lead,
+            cand
+        ])
+        .map(|_| ())
+        .map_err(err)
     }
 
     fn decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError> {
