@@ -1,0 +1,314 @@
+//! Bounded, incremental capture of an upstream response body: usage, final content, tool calls, embeddings.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::mem;
+
+use serde_json::Value;
+
+/// Floor for the SSE line and event buffers. Usage rides in the last event and some terminal
+/// events (`response.completed`) echo the whole response, so a tiny `cap` must not starve them.
+const MIN_LINE_CAP: usize = 1 << 20;
+/// A hostile stream could open tool calls without end; each costs memory even when empty.
+const MAX_TOOL_CALLS: usize = 128;
+/// Error messages only feed logs and metrics labels; more than this is noise.
+const MAX_ERROR_LEN: usize = 4096;
+const MAX_EVENT_NAME_LEN: usize = 64;
+const UTF8_BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
+
+/// How the body is framed, which decides how it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Sse,
+    Json,
+    Other,
+}
+
+impl Format {
+    /// `text/event-stream` is SSE; `application/json` and `application/*+json` are JSON.
+    pub fn from_content_type(ct: Option<&str>) -> Format {
+        let Some(ct) = ct else { return Format::Other };
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mime == "text/event-stream" {
+            Format::Sse
+        } else if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+            Format::Json
+        } else {
+            Format::Other
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// What a finished (or aborted) body yielded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Captured {
+    /// Final assistant text, transcript or completion text.
+    pub text: String,
+    /// In index order, arguments concatenated from stream fragments.
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Option<Usage>,
+    /// Embeddings responses only, in index order.
+    pub embeddings: Vec<Vec<f32>>,
+    /// The message of an error object seen in the body or stream.
+    pub error: Option<String>,
+    /// Something was dropped to stay within the memory budget; content may be partial.
+    pub truncated: bool,
+    /// Total body bytes seen.
+    pub bytes: u64,
+    /// SSE data events seen, `[DONE]` included; 0 for non-SSE bodies.
+    pub events: u64,
+}
+
+/// Fed the body frame by frame while it is relayed to the client.
+#[derive(Debug)]
+pub struct Capture {
+    format: Format,
+    /// Budget for the raw JSON body, and separately for assembled text plus tool calls.
+    cap: usize,
+    line_cap: usize,
+    bytes: u64,
+    events: u64,
+    truncated: bool,
+    /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces.
+    raw: Vec<u8>,
+    /// The incomplete SSE line carried over between chunks.
+    line: Vec<u8>,
+    /// Set while skipping the rest of a line that outgrew `line_cap`.
+    line_overflow: bool,
+    at_start: bool,
+    /// `data:` lines of the pending event, joined with `\n`.
+    data: Vec<u8>,
+    data_lines: usize,
+    data_overflow: bool,
+    event_name: String,
+    done: bool,
+    text: String,
+    tool_calls: BTreeMap<u64, ToolCall>,
+    /// Bytes held in `text` and `tool_calls`, checked against `cap`.
+    assembled: usize,
+    usage: Option<Usage>,
+    embeddings: Vec<Vec<f32>>,
+    error: Option<String>,
+    /// Only usage and errors are wanted (metering, no comparison): skip everything else cheaply.
+    usage_only: bool,
+}
+
+/// The two fields metering needs; serde skips the rest of the body without building it.
+#[derive(serde::Deserialize)]
+struct Metering {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+impl Capture {
+    /// A capture that keeps only usage and errors: the request path's default, when the
+    /// response is not compared with anything.
+    pub fn usage_only(format: Format, cap: usize) -> Capture {
+        Capture { usage_only: true, ..Capture::new(format, cap) }
+    }
+
+    pub fn new(format: Format, cap: usize) -> Capture {
+        Capture {
+            format,
+            cap,
+            line_cap: cap.max(MIN_LINE_CAP),
+            bytes: 0,
+            events: 0,
+            truncated: false,
+            raw: Vec::new(),
+            line: Vec::new(),
+            line_overflow: false,
+            at_start: true,
+            data: Vec::new(),
+            data_lines: 0,
+            data_overflow: false,
+            event_name: String::new(),
+            done: false,
+            text: String::new(),
+            tool_calls: BTreeMap::new(),
+            assembled: 0,
+            usage: None,
+            embeddings: Vec::new(),
+            error: None,
+            usage_only: false,
+        }
+    }
+
+    /// Accepts the next body frame; frames may split events and UTF-8 sequences anywhere.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.bytes = self.bytes.saturating_add(chunk.len() as u64);
+        match self.format {
+            Format::Sse => self.push_sse(chunk),
+            Format::Json => self.push_json(chunk),
+            Format::Other => {}
+        }
+    }
+
+    /// Ends the capture; on an aborted body this still returns everything seen so far.
+    pub fn finish(mut self) -> Captured {
+        match self.format {
+            Format::Sse => self.finish_sse(),
+            Format::Json => self.finish_json(),
+            Format::Other => {}
+        }
+        Captured {
+            text: self.text,
+            tool_calls: self.tool_calls.into_values().collect(),
+            usage: self.usage,
+            embeddings: self.embeddings,
+            error: self.error,
+            truncated: self.truncated,
+            bytes: self.bytes,
+            events: self.events,
+        }
+    }
+
+    fn push_json(&mut self, chunk: &[u8]) {
+        if self.truncated {
+            return;
+        }
+        if self.raw.len().saturating_add(chunk.len()) > self.cap {
+            // A partial JSON document is worthless, so release it rather than hold `cap` bytes.
+            self.truncated = true;
+            self.raw = Vec::new();
+            return;
+        }
+        self.raw.extend_from_slice(chunk);
+    }
+
+    fn finish_json(&mut self) {
+        if self.truncated {
+            return;
+        }
+        let raw = mem::take(&mut self.raw);
+        let body = raw.strip_prefix(UTF8_BOM).unwrap_or(raw.as_slice()).trim_ascii();
+        if body.is_empty() {
+            return;
+        }
+        if self.usage_only {
+            if let Ok(m) = serde_json::from_slice::<Metering>(body) {
+                self.usage = m.usage.as_ref().and_then(parse_usage);
+                if let Some(e) = m.error.as_ref() {
+                    self.set_error(e);
+                }
+                return;
+            }
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v) => self.absorb_body(&v),
+            // Some upstreams stream while labelling the body JSON; read it as what it is.
+            Err(_) if body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b":") => {
+                self.push_sse(body);
+                self.finish_sse();
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn choice_index(choice: &Value, pos: usize) -> u64 {
+    choice.get("index").and_then(Value::as_u64).unwrap_or(pos as u64)
+}
+
+/// Tool arguments are a JSON-encoded string by contract, but some servers send the object.
+fn args_text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// Accepts both the chat (`prompt_tokens`) and the responses (`input_tokens`) naming.
+fn parse_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let num = |key: &str| {
+        obj.get(key)
+            .and_then(|n| n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)))
+    };
+    let input = num("prompt_tokens").or_else(|| num("input_tokens"));
+    let output = num("completion_tokens").or_else(|| num("output_tokens"));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
+}
+
+fn error_message(e: &Value) -> String {
+    let inner = e.get("error").filter(|i| !i.is_null());
+    let msg = e
+        .as_str()
+        .or_else(|| str_at(e, "message"))
+        .or_else(|| inner.and_then(Value::as_str))
+        .or_else(|| inner.and_then(|i| str_at(i, "message")));
+    match msg {
+        Some(m) => m.to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// The largest char boundary of `s` not beyond `max`.
+fn floor_boundary(s: &str, max: usize) -> usize {
+    if max >= s.len() {
+        return s.len();
+    }
+    let mut i = max;
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Standard or URL-safe alphabet, padding optional; `None` on any other byte.
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 3);
+    let mut acc: u32 = 0;
+    let mut bits: u32 = 0;
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+mod events;
+mod sse;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,522 @@
+//! Hand-worked captures: streams split anywhere, bodies of every endpoint, bounded memory.
+use super::*;
+use serde_json::json;
+
+const BIG: usize = 1 << 16;
+const CHAT_TEXT: &str = "Héllo, wörld 🌍 ✓";
+
+fn sse_body(events: &[Value]) -> Vec<u8> {
+    let mut out = String::new();
+    for e in events {
+        out.push_str("data: ");
+        out.push_str(&e.to_string());
+        out.push_str("\n\n");
+    }
+    out.push_str("data: [DONE]\n\n");
+    out.into_bytes()
+}
+
+fn named_sse(events: &[Value]) -> Vec<u8> {
+    let mut out = String::new();
+    for e in events {
+        let ty = e["type"].as_str().unwrap();
+        out.push_str(&format!("event: {ty}\ndata: {e}\n\n"));
+    }
+    out.into_bytes()
+}
+
+fn capture_pieces<'a>(format: Format, cap: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Captured {
+    let mut c = Capture::new(format, cap);
+    for p in pieces {
+        c.push(p);
+    }
+    c.finish()
+}
+
+fn capture_all(format: Format, cap: usize, body: &[u8]) -> Captured {
+    capture_pieces(format, cap, [body])
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+fn random_pieces(body: &[u8], seed: u64, max: usize) -> Vec<&[u8]> {
+    let mut rng = Lcg(seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let n = (1 + (rng.next_u64() as usize) % max).min(rest.len());
+        let (a, b) = rest.split_at(n);
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// Every way of cutting `body` must give the same capture as feeding it whole.
+fn assert_split_invariant(format: Format, cap: usize, body: &[u8]) -> Captured {
+    let whole = capture_all(format, cap, body);
+    assert_eq!(capture_pieces(format, cap, body.chunks(1)), whole, "byte by byte");
+    for i in 0..=body.len() {
+        let (a, b) = body.split_at(i);
+        assert_eq!(capture_pieces(format, cap, [a, b]), whole, "split at {i}");
+    }
+    for seed in 0..64 {
+        assert_eq!(capture_pieces(format, cap, random_pieces(body, seed, 23)), whole, "seed {seed}");
+    }
+    whole
+}
+
+fn chat_chunk(delta: Value) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}], "usage": null
+    })
+}
+
+fn chat_stream() -> Vec<u8> {
+    sse_body(&[
+        chat_chunk(json!({"role": "assistant", "content": ""})),
+        chat_chunk(json!({"content": "Héllo"})),
+        chat_chunk(json!({"content": ", wörld "})),
+        chat_chunk(json!({"content": "🌍 ✓"})),
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": null}),
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [],
+                   "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}),
+    ])
+}
+
+#[test]
+fn content_types() {
+    assert_eq!(Format::from_content_type(Some("text/event-stream")), Format::Sse);
+    assert_eq!(Format::from_content_type(Some("text/event-stream; charset=utf-8")), Format::Sse);
+    assert_eq!(Format::from_content_type(Some("application/json")), Format::Json);
+    assert_eq!(Format::from_content_type(Some("Application/JSON; charset=utf-8")), Format::Json);
+    assert_eq!(Format::from_content_type(Some("application/problem+json")), Format::Json);
+    assert_eq!(Format::from_content_type(Some("text/plain")), Format::Other);
+    assert_eq!(Format::from_content_type(Some("audio/mpeg")), Format::Other);
+    assert_eq!(Format::from_content_type(None), Format::Other);
+}
+
+#[test]
+fn chat_stream_any_split_gives_same_result() {
+    let body = chat_stream();
+    let out = assert_split_invariant(Format::Sse, BIG, &body);
+    assert_eq!(out.text, CHAT_TEXT);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 12, output_tokens: 7 }));
+    assert_eq!(out.events, 7);
+    assert_eq!(out.bytes, body.len() as u64);
+    assert!(!out.truncated);
+    assert!(out.error.is_none());
+    assert!(out.tool_calls.is_empty());
+}
+
+#[test]
+fn multibyte_char_split_across_chunks() {
+    let body = sse_body(&[chat_chunk(json!({"content": "crab 🦀 €"}))]);
+    let at = body.windows(4).position(|w| w == "🦀".as_bytes()).unwrap();
+    for cut in at + 1..at + 4 {
+        let (a, b) = body.split_at(cut);
+        let out = capture_pieces(Format::Sse, BIG, [a, b]);
+        assert_eq!(out.text, "crab 🦀 €");
+    }
+}
+
+#[test]
+fn tool_call_fragments_reassemble() {
+    let body = sse_body(&[
+        chat_chunk(json!({"role": "assistant", "content": null, "tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]})),
+        chat_chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})),
+        chat_chunk(json!({"tool_calls": [
+                {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\""}}]})),
+        chat_chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})),
+        chat_chunk(json!({"tool_calls": [{"index": 1, "function": {"name": "get_time", "arguments": ":\"CET\"}"}}]})),
+    ]);
+    let out = assert_split_invariant(Format::Sse, BIG, &body);
+    assert_eq!(
+        out.tool_calls,
+        vec![
+            ToolCall { name: "get_weather".into(), arguments: "{\"city\":\"Paris\"}".into() },
+            ToolCall { name: "get_time".into(), arguments: "{\"tz\":\"CET\"}".into() },
+        ]
+    );
+    assert_eq!(out.text, "");
+}
+
+#[test]
+fn done_ends_the_stream() {
+    let a = chat_chunk(json!({"content": "kept"}));
+    let b = chat_chunk(json!({"content": "ignored"}));
+    let body = format!("data: {a}\n\ndata: [DONE]\n\ndata: {b}\n\n");
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "kept");
+    assert_eq!(out.events, 2);
+
+    // `[DONE]` without its closing blank line still ends the stream.
+    let body = format!("data: {a}\n\ndata: [DONE]");
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "kept");
+    assert_eq!(out.events, 2);
+}
+
+#[test]
+fn crlf_comments_and_no_space_after_colon() {
+    let a = chat_chunk(json!({"content": "Hi"}));
+    let b = chat_chunk(json!({"content": " there"}));
+    let body = format!(
+            ": ping\r\n\r\nevent: message\r\ndata:{a}\r\n\r\n: keep-alive\r\nid: 7\r\ndata: {b}\r\n\r\ndata: [DONE]\r\n\r\n"
+        );
+    let out = assert_split_invariant(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "Hi there");
+    assert_eq!(out.events, 3);
+}
+
+#[test]
+fn multi_line_data_is_joined() {
+    let body = "data: {\"choices\":[{\"index\":0,\ndata: \"delta\":{\"content\":\"joined\"}}]}\n\n";
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "joined");
+    assert_eq!(out.events, 1);
+}
+
+#[test]
+fn events_without_blank_separator_are_recovered() {
+    let a = chat_chunk(json!({"content": "one "}));
+    let b = chat_chunk(json!({"content": "two"}));
+    let body = format!("data: {a}\ndata: {b}\n\n");
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "one two");
+}
+
+#[test]
+fn other_choices_are_ignored() {
+    let body = sse_body(&[json!({"choices": [
+        {"index": 1, "delta": {"content": "zzz"}},
+        {"index": 0, "delta": {"content": "first"}}
+    ]})]);
+    assert_eq!(capture_all(Format::Sse, BIG, &body).text, "first");
+}
+
+#[test]
+fn legacy_completion_stream() {
+    let body = sse_body(&[
+        json!({"object": "text_completion", "choices": [{"index": 0, "text": "foo", "finish_reason": null}]}),
+        json!({"object": "text_completion", "choices": [{"index": 0, "text": "bar", "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 2, "completion_tokens": 2}}),
+    ]);
+    let out = capture_all(Format::Sse, BIG, &body);
+    assert_eq!(out.text, "foobar");
+    assert_eq!(out.usage, Some(Usage { input_tokens: 2, output_tokens: 2 }));
+}
+
+#[test]
+fn responses_stream() {
+    let body = named_sse(&[
+        json!({"type": "response.created", "sequence_number": 0,
+                   "response": {"id": "resp_1", "status": "in_progress", "output": [], "usage": null}}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+                   "item": {"type": "message", "id": "msg_1", "role": "assistant", "content": []}}),
+        json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "Bon"}),
+        json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "jour"}),
+        json!({"type": "response.output_text.done", "output_index": 0, "content_index": 0, "text": "Bonjour"}),
+        json!({"type": "response.output_item.added", "output_index": 1,
+                   "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "output_index": 1, "item_id": "fc_1", "delta": "{\"id\":"}),
+        json!({"type": "response.function_call_arguments.delta", "output_index": 1, "item_id": "fc_1", "delta": "7}"}),
+        json!({"type": "response.function_call_arguments.done", "output_index": 1, "item_id": "fc_1", "arguments": "{\"id\":7}"}),
+        json!({"type": "response.completed", "response": {
+                "id": "resp_1", "status": "completed",
+                "output": [
+                    {"type": "message", "content": [{"type": "output_text", "text": "Bonjour"}]},
+                    {"type": "function_call", "name": "lookup", "arguments": "{\"id\":7}"}
+                ],
+                "usage": {"input_tokens": 11, "output_tokens": 4, "total_tokens": 15}}}),
+    ]);
+    let out = assert_split_invariant(Format::Sse, BIG, &body);
+    assert_eq!(out.text, "Bonjour");
+    assert_eq!(out.tool_calls, vec![ToolCall { name: "lookup".into(), arguments: "{\"id\":7}".into() }]);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 11, output_tokens: 4 }));
+    assert_eq!(out.events, 10);
+}
+
+#[test]
+fn responses_completed_alone_supplies_text() {
+    let body = named_sse(&[json!({"type": "response.completed", "response": {
+            "output": [{"type": "message", "content": [
+                {"type": "output_text", "text": "from "}, {"type": "output_text", "text": "final"}]}],
+            "usage": {"input_tokens": 1, "output_tokens": 2}}})]);
+    let out = capture_all(Format::Sse, BIG, &body);
+    assert_eq!(out.text, "from final");
+    assert_eq!(out.usage, Some(Usage { input_tokens: 1, output_tokens: 2 }));
+}
+
+#[test]
+fn transcription_stream() {
+    let body = sse_body(&[
+        json!({"type": "transcript.text.delta", "delta": "Hel"}),
+        json!({"type": "transcript.text.delta", "delta": "lo"}),
+        json!({"type": "transcript.text.done", "text": "Hello.",
+                   "usage": {"type": "tokens", "input_tokens": 5, "output_tokens": 2, "total_tokens": 7}}),
+    ]);
+    let out = capture_all(Format::Sse, BIG, &body);
+    assert_eq!(out.text, "Hello.");
+    assert_eq!(out.usage, Some(Usage { input_tokens: 5, output_tokens: 2 }));
+}
+
+#[test]
+fn error_events_are_surfaced() {
+    let body =
+        "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"upstream overloaded\"}\n\n";
+    assert_eq!(capture_all(Format::Sse, BIG, body.as_bytes()).error.as_deref(), Some("upstream overloaded"));
+
+    let body = sse_body(&[json!({"error": {"message": "rate limited", "type": "rate_limit_error"}})]);
+    assert_eq!(capture_all(Format::Sse, BIG, &body).error.as_deref(), Some("rate limited"));
+
+    let body = "event: error\ndata: boom\n\n";
+    assert_eq!(capture_all(Format::Sse, BIG, body.as_bytes()).error.as_deref(), Some("boom"));
+
+    let body = named_sse(&[json!({"type": "response.failed", "response": {
+            "status": "failed", "error": {"code": "server_error", "message": "model crashed"}, "usage": null}})]);
+    assert_eq!(capture_all(Format::Sse, BIG, &body).error.as_deref(), Some("model crashed"));
+}
+
+#[test]
+fn non_json_events_are_ignored() {
+    let a = chat_chunk(json!({"content": "ok"}));
+    let body = format!("data: not json\n\ndata: {a}\n\n");
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "ok");
+    assert_eq!(out.events, 2);
+    assert!(out.error.is_none());
+}
+
+#[test]
+fn aborted_stream_keeps_what_was_seen() {
+    let a = chat_chunk(json!({"content": "partial"})).to_string();
+    let b = chat_chunk(json!({"content": "never"})).to_string();
+    let body = format!("data: {a}\n\ndata: {}", &b[..b.len() / 2]);
+    let out = capture_all(Format::Sse, BIG, body.as_bytes());
+    assert_eq!(out.text, "partial");
+    assert_eq!(out.events, 2);
+    assert!(out.usage.is_none());
+}
+
+#[test]
+fn chat_json_with_content_and_usage() {
+    let body = json!({
+            "id": "chatcmpl-9", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": "The answer is 42.",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":1}"}}]}}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26}
+        })
+        .to_string();
+    let out = assert_split_invariant(Format::Json, BIG, body.as_bytes());
+    assert_eq!(out.text, "The answer is 42.");
+    assert_eq!(out.tool_calls, vec![ToolCall { name: "lookup".into(), arguments: "{\"q\":1}".into() }]);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 20, output_tokens: 6 }));
+    assert_eq!(out.events, 0);
+    assert_eq!(out.bytes, body.len() as u64);
+    assert!(!out.truncated);
+}
+
+#[test]
+fn chat_json_content_parts_and_legacy_text() {
+    let body = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]});
+    assert_eq!(capture_all(Format::Json, BIG, body.to_string().as_bytes()).text, "ab");
+
+    let body = json!({"object": "text_completion", "choices": [{"index": 0, "text": "legacy"}],
+                          "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.text, "legacy");
+    assert_eq!(out.usage, Some(Usage { input_tokens: 1, output_tokens: 1 }));
+}
+
+#[test]
+fn responses_json() {
+    let body = json!({
+        "id": "resp_1", "object": "response", "status": "completed", "error": null,
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "id": "msg_1", "role": "assistant", "content": [
+                {"type": "output_text", "text": "Hello ", "annotations": []},
+                {"type": "refusal", "refusal": "no"},
+                {"type": "output_text", "text": "there", "annotations": []}]},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "search", "arguments": "{\"q\":\"rust\"}"}
+        ],
+        "usage": {"input_tokens": 30, "output_tokens": 9, "total_tokens": 39}
+    });
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.text, "Hello there");
+    assert_eq!(out.tool_calls, vec![ToolCall { name: "search".into(), arguments: "{\"q\":\"rust\"}".into() }]);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 30, output_tokens: 9 }));
+    assert!(out.error.is_none());
+
+    let body = json!({"object": "response", "output_text": "shortcut", "output": []});
+    assert_eq!(capture_all(Format::Json, BIG, body.to_string().as_bytes()).text, "shortcut");
+}
+
+#[test]
+fn embeddings_ordered_by_index() {
+    let body = json!({
+        "object": "list", "model": "embed",
+        "data": [
+            {"object": "embedding", "index": 1, "embedding": [0.5, -1.0]},
+            {"object": "embedding", "index": 0, "embedding": [0.25, 2.0]}
+        ],
+        "usage": {"prompt_tokens": 8, "total_tokens": 8}
+    });
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.embeddings, vec![vec![0.25_f32, 2.0], vec![0.5_f32, -1.0]]);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 8, output_tokens: 0 }));
+    assert_eq!(out.text, "");
+}
+
+#[test]
+fn base64_embeddings() {
+    // Little-endian f32 [1.0, -2.5].
+    let body = json!({"data": [{"index": 0, "embedding": "AACAPwAAIMA="}], "usage": {"prompt_tokens": 2}});
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.embeddings, vec![vec![1.0_f32, -2.5]]);
+}
+
+#[test]
+fn transcription_and_image_json() {
+    let body = json!({"text": "hello world",
+                          "usage": {"type": "tokens", "input_tokens": 14, "output_tokens": 3, "total_tokens": 17}});
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.text, "hello world");
+    assert_eq!(out.usage, Some(Usage { input_tokens: 14, output_tokens: 3 }));
+
+    let body = json!({"created": 1, "data": [{"b64_json": "AAAA"}],
+                          "usage": {"input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210}});
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.text, "");
+    assert!(out.embeddings.is_empty());
+    assert_eq!(out.usage, Some(Usage { input_tokens: 50, output_tokens: 4160 }));
+}
+
+#[test]
+fn error_json() {
+    let body = json!({"error": {"message": "Invalid model", "type": "invalid_request_error", "code": null}});
+    let out = capture_all(Format::Json, BIG, body.to_string().as_bytes());
+    assert_eq!(out.error.as_deref(), Some("Invalid model"));
+    assert_eq!(out.text, "");
+    assert!(out.usage.is_none());
+}
+
+#[test]
+fn json_labelled_stream_is_read_as_sse() {
+    let body = chat_stream();
+    let out = capture_all(Format::Json, BIG, &body);
+    assert_eq!(out.text, CHAT_TEXT);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 12, output_tokens: 7 }));
+}
+
+#[test]
+fn other_format_counts_bytes_only() {
+    let out = capture_pieces(Format::Other, 4, [b"abcdef".as_slice(), b"gh".as_slice()]);
+    assert_eq!(out.bytes, 8);
+    assert_eq!(out.events, 0);
+    assert_eq!(out, Captured { bytes: 8, ..Captured::default() });
+}
+
+#[test]
+fn json_over_cap_is_truncated_and_released() {
+    let cap = 1024;
+    let body = json!({"choices": [{"index": 0, "message": {"content": "y".repeat(10 << 20)}}],
+                          "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
+    .to_string();
+    let mut c = Capture::new(Format::Json, cap);
+    for chunk in body.as_bytes().chunks(64 * 1024) {
+        c.push(chunk);
+        assert!(c.raw.len() <= cap);
+    }
+    assert_eq!(c.raw.capacity(), 0);
+    let out = c.finish();
+    assert!(out.truncated);
+    assert!(out.usage.is_none());
+    assert_eq!(out.text, "");
+    assert_eq!(out.bytes, body.len() as u64);
+
+    // Exactly at the cap is still whole.
+    let body = json!({"text": "fits"}).to_string();
+    let out = capture_all(Format::Json, body.len(), body.as_bytes());
+    assert!(!out.truncated);
+    assert_eq!(out.text, "fits");
+}
+
+#[test]
+fn sse_over_cap_truncates_text_but_keeps_usage() {
+    let cap = 1024;
+    let piece = format!("{}é", "x".repeat(999));
+    let event = format!("data: {}\n\n", chat_chunk(json!({"content": piece})));
+    let n = (10 << 20) / event.len() + 1;
+    let mut body = Vec::with_capacity(n * event.len() + 512);
+    for _ in 0..n {
+        body.extend_from_slice(event.as_bytes());
+    }
+    let last = json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": n}});
+    body.extend_from_slice(format!("data: {last}\n\ndata: [DONE]\n\n").as_bytes());
+    assert!(body.len() >= 10 << 20);
+
+    let mut c = Capture::new(Format::Sse, cap);
+    for chunk in body.chunks(64 * 1024) {
+        c.push(chunk);
+        assert!(c.text.len() <= cap);
+        assert!(c.line.capacity() <= 64 * 1024);
+        assert!(c.data.capacity() <= 64 * 1024);
+    }
+    let out = c.finish();
+    assert!(out.truncated);
+    assert!(out.text.len() <= cap);
+    assert!(out.text.starts_with("xxx"));
+    assert_eq!(out.usage, Some(Usage { input_tokens: 3, output_tokens: n as u64 }));
+    assert_eq!(out.events, n as u64 + 2);
+    assert_eq!(out.bytes, body.len() as u64);
+}
+
+#[test]
+fn text_is_cut_on_a_char_boundary() {
+    let body = sse_body(&[chat_chunk(json!({"content": "abcdé"})), chat_chunk(json!({"content": "f"}))]);
+    let out = capture_all(Format::Sse, 5, &body);
+    assert_eq!(out.text, "abcd");
+    assert!(out.truncated);
+}
+
+#[test]
+fn oversize_line_is_dropped_and_stream_recovers() {
+    let mut body = b"data: ".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 2 * MIN_LINE_CAP));
+    body.extend_from_slice(b"\n\n");
+    let last = json!({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 5}});
+    body.extend_from_slice(format!("data: {last}\n\ndata: [DONE]\n\n").as_bytes());
+
+    let mut c = Capture::new(Format::Sse, 64);
+    for chunk in body.chunks(4096) {
+        c.push(chunk);
+        assert!(c.line.len() <= c.line_cap);
+        assert!(c.data.len() <= c.line_cap);
+    }
+    let out = c.finish();
+    assert!(out.truncated);
+    assert_eq!(out.usage, Some(Usage { input_tokens: 4, output_tokens: 5 }));
+    assert_eq!(out.events, 3);
+}
+
+#[test]
+fn base64_decoder() {
+    assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+    assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+    assert_eq!(decode_base64("").unwrap(), b"");
+    assert!(decode_base64("a*b").is_none());
+}
