@@ -142,7 +142,12 @@ fn operate(admin: String, route: String, verb: &'static str, model: Option<Strin
 }
 
 fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One worker (a pinned single-core deployment) runs on the current thread: no work
+    // stealing, no cross-thread wake-ups. Otherwise one worker per core (TOKIO_WORKER_THREADS).
+    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let mut builder =
+        if one { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shadowroute: cannot start the runtime: {e}");
