@@ -135,10 +135,14 @@ async fn measured_agreement_noise_and_judge_win_rate_match_the_configured_truth(
     assert_eq!(segments.len(), 2, "{segments:?}");
     assert!(segments.contains_key("accept-language=de-ch") && segments.contains_key("accept-language=en-us"));
     within(&segments["accept-language=de-ch"]["agreement"], 0.6);
-    // Exported as metrics.
+    // Exported as metrics at the decision engine's next tick.
+    let mean = cand["agreement"]["mean"].as_f64().unwrap();
+    eventually("evidence gauges exported", Duration::from_secs(5), || async {
+        let agreement = metric(&metrics(&c, admin).await, "shadowroute_agreement{candidate=\"cand\",route=\"chat\"}");
+        (agreement - mean).abs() < 1e-3
+    })
+    .await;
     let page = metrics(&c, admin).await;
-    let agreement = metric(&page, "shadowroute_agreement{candidate=\"cand\",route=\"chat\"}");
-    assert!((agreement - cand["agreement"]["mean"].as_f64().unwrap()).abs() < 1e-3, "{agreement}");
     assert_eq!(metric(&page, "shadowroute_noise_agreement{route=\"chat\"}"), 1.0);
     assert!(metric(&page, "shadowroute_judge_win_rate_upper{candidate=\"cand\",route=\"chat\"}") < 0.5);
     assert_eq!(

@@ -137,6 +137,9 @@ impl Control {
             let mut statuses = Vec::new();
             for r in &snap.routes {
                 let name = &r.route.name;
+                if let Some(e) = evals.get(name).filter(|e| e.leader == r.leader) {
+                    self.export(name, e, &r.route.policy);
+                }
                 let decider = self.deciders.entry(name.clone()).or_default();
                 let names: Vec<String> = r.candidates.iter().map(|c| c.model.clone()).collect();
                 let views = match evals.get(name) {
@@ -206,6 +209,37 @@ impl Control {
                     self.record(d);
                     self.swap(snap.config.clone(), snap.last_reload.error.clone());
                     self.show(&route, State::Cooldown, format!("rolled back to {to}: {reason}"));
+                }
+            }
+        }
+    }
+
+    /// Sets a route's evidence gauges (at the tick's pace, not per sample: quantiles and
+    /// label lookups stay off the shadow jobs).
+    fn export(&self, route: &str, eval: &crate::evaluate::RouteEval, policy: &crate::config::Policy) {
+        let m = &self.app.metrics;
+        let (alpha, tuned) = (1.0 - policy.confidence, policy.min_samples as f64);
+        if eval.noise.n > 0 {
+            m.noise_agreement.with_label_values(&[route]).set(eval.noise.mean);
+        }
+        for (model, c) in &eval.candidates {
+            let arm = &c.overall;
+            if arm.agreement.n > 0 {
+                m.agreement.with_label_values(&[route, model]).set(arm.agreement.mean);
+            }
+            if let Some(e) = crate::evaluate::Estimate::of(&arm.judge, 0.0, 1.0, alpha, tuned) {
+                m.judge_win_rate.with_label_values(&[route, model]).set(e.mean);
+                m.judge_win_rate_lower.with_label_values(&[route, model]).set(e.lower);
+                m.judge_win_rate_upper.with_label_values(&[route, model]).set(e.upper);
+            }
+            for (label, total, q) in [
+                ("ttft_p50", false, 0.5),
+                ("ttft_p95", false, 0.95),
+                ("total_p50", true, 0.5),
+                ("total_p95", true, 0.95),
+            ] {
+                if let Some(r) = arm.latency_ratio(total, q) {
+                    m.latency_ratio.with_label_values(&[route, model, label]).set(r);
                 }
             }
         }

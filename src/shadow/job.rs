@@ -13,7 +13,7 @@ use crate::app::SharedApp;
 use crate::compare::judge::{self, JudgeOutcome, Verdict};
 use crate::compare::{self, Comparator, Output};
 use crate::config::{Agreement, Candidate, Route, StorePayloads};
-use crate::evaluate::{Estimate, Sample, ShadowOutcome};
+use crate::evaluate::{Sample, ShadowOutcome};
 use crate::proxy::capture::Captured;
 use crate::proxy::modality::Endpoint;
 use crate::proxy::request::{ClientRequest, Payload};
@@ -208,45 +208,15 @@ impl Job {
         })));
     }
 
-    /// Updates the evaluation and its exported gauges.
+    /// Adds the sample to the route's evaluation (gauges are exported by control's tick).
     fn record(&self, model: &str, sample: &Sample) {
-        let route = self.route.name.as_str();
-        let alpha = 1.0 - self.route.policy.confidence;
-        let tuned = self.route.policy.min_samples as f64;
         let mut evals = self.app.shadow.evaluations();
         let eval = evals
-            .entry(route.to_string())
+            .entry(self.route.name.clone())
             .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader, self.route.policy.min_samples));
-        if eval.leader != self.leader {
-            // The leader changed while this request was in flight: its evidence is stale.
-            return;
-        }
-        eval.record(model, sample);
-        let m = &self.app.metrics;
-        let noise = eval.noise;
-        if let Some(c) = eval.candidates.get(model) {
-            let arm = &c.overall;
-            if arm.agreement.n > 0 {
-                m.agreement.with_label_values(&[route, model]).set(arm.agreement.mean);
-            }
-            if let Some(e) = Estimate::of(&arm.judge, 0.0, 1.0, alpha, tuned) {
-                m.judge_win_rate.with_label_values(&[route, model]).set(e.mean);
-                m.judge_win_rate_lower.with_label_values(&[route, model]).set(e.lower);
-                m.judge_win_rate_upper.with_label_values(&[route, model]).set(e.upper);
-            }
-            for (label, total, q) in [
-                ("ttft_p50", false, 0.5),
-                ("ttft_p95", false, 0.95),
-                ("total_p50", true, 0.5),
-                ("total_p95", true, 0.95),
-            ] {
-                if let Some(r) = arm.latency_ratio(total, q) {
-                    m.latency_ratio.with_label_values(&[route, model, label]).set(r);
-                }
-            }
-        }
-        if noise.n > 0 {
-            m.noise_agreement.with_label_values(&[route]).set(noise.mean);
+        // A leader change while this request was in flight makes its evidence stale.
+        if eval.leader == self.leader {
+            eval.record(model, sample);
         }
     }
 
