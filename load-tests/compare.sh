@@ -23,7 +23,7 @@ LITELLM_VERSION=1.100.0   # pinned; 1.82.7 and 1.82.8 were the compromised relea
 if [ $SMOKE = 1 ]; then ROUNDS=1; DURATION=2; RATE=300; CONC=16; fi
 ulimit -n 65536 2>/dev/null || true
 mkdir -p "$OUT/results" "$OUT/logs"
-rm -f "$OUT"/results/*.json
+rm -f "$OUT"/results/*.json "$OUT"/soak* "$OUT"/streams*
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if [ $SMOKE = 0 ]; then
