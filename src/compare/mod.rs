@@ -95,14 +95,7 @@ fn text_agreement(c: &Comparator, a: &str, b: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    const TEXT_COMPARATORS: [Comparator; 6] = [
-        Comparator::Exact,
-        Comparator::Normalized,
-        Comparator::TokenF1,
-        Comparator::RougeL,
-        Comparator::Json,
-        Comparator::Wer,
-    ];
+    const TEXT_COMPARATORS: [Comparator; 6] = Comparator::CONFIGURABLE;
 
     /// Empty, whitespace-only, compatibility forms, combining marks, case-expanding letters,
     /// control and zero-width characters, emoji, unspaced scripts, RTL, JSON-ish fragments.
