@@ -11,7 +11,7 @@ use super::RespBody;
 pub enum ProxyError {
     #[error("Unknown request URL: {method} {path}. See /v1/models for what this router serves.")]
     NotFound { method: String, path: String },
-    #[error("Method {method} is not allowed on {path}; use POST.")]
+    #[error("Method {method} is not allowed on {path}; see /v1/models for the API this router serves.")]
     MethodNotAllowed { method: String, path: String },
     #[error("Request body is larger than the limit of {limit} bytes.")]
     TooLarge { limit: u64 },

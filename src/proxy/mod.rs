@@ -76,24 +76,25 @@ async fn serve(
     }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    if path == "/v1/models" || path == "/v1/models/" {
-        if parts.method != Method::GET {
-            return Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into());
+    // Every path takes one method; anything else is a 405 naming both.
+    let only = |method: Method| -> Result<(), Failure> {
+        if parts.method == method {
+            return Ok(());
         }
+        Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into())
+    };
+    if path == "/v1/models" || path == "/v1/models/" {
+        only(Method::GET)?;
         return Ok(models_list(snap, request_id));
     }
     if path == "/v1/feedback" {
-        if parts.method != Method::POST {
-            return Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into());
-        }
+        only(Method::POST)?;
         return feedback::handle(app, body, request_id).await.map_err(Failure::from);
     }
     let Some(endpoint) = modality::Endpoint::from_path(path) else {
         return Err(ProxyError::NotFound { method: parts.method.to_string(), path: path.into() }.into());
     };
-    if parts.method != Method::POST {
-        return Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into());
-    }
+    only(Method::POST)?;
     let client_req = request::ClientRequest::read(endpoint, parts, body, snap.config.server.max_body).await?;
     let modality = client_req.modality;
     let Some(route) = snap.route_for(modality, &client_req.headers) else {
