@@ -209,7 +209,10 @@ fn respond(
                 total_us: us(f.at.saturating_duration_since(started)),
             };
             let ok = success && f.outcome == Outcome::Complete && f.captured.error.is_none();
-            let _ = tx.send(LeaderResult { ok, captured: f.captured, timing });
+            let leader_failed = status >= 500
+                || status == 429
+                || matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError);
+            let _ = tx.send(LeaderResult { ok, leader_failed, captured: f.captured, timing });
         }
     });
     let total_deadline = started + up.model.timeouts.total;

@@ -117,7 +117,12 @@ impl Job {
         let leader_ok = leader.as_ref().filter(|l| l.ok);
         if let Some(eval) = self.app.shadow.evaluations().get_mut(&self.route.name).filter(|e| e.leader == self.leader)
         {
-            eval.record_leader(leader_ok.is_some());
+            // No result at all means the leader failed and a fallback (or an error) answered.
+            match &leader {
+                Some(l) if !l.ok && !l.leader_failed => {}
+                Some(l) => eval.record_leader(!l.leader_failed),
+                None => eval.record_leader(false),
+            }
         }
         if let (Some(l), Some(n)) = (leader_ok, &noise) {
             if n.outcome == CallOutcome::Ok {

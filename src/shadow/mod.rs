@@ -24,6 +24,9 @@ pub use job::comparator_for;
 pub struct LeaderResult {
     /// 2xx and streamed to the end.
     pub ok: bool,
+    /// The leader itself failed (5xx, 429, a cut or timed-out stream); a client that went
+    /// away or a 4xx for a bad request is not the leader's failure.
+    pub leader_failed: bool,
     pub captured: Captured,
     pub timing: Timing,
 }
