@@ -63,5 +63,13 @@ fn false_replacements_stay_below_one_minus_confidence_and_real_drops_are_caught(
             assert!(caught * 100 >= runs * 95, "{name} {signal:?} at {confidence}: only {caught} of {runs} caught");
         }
     }
+    // After a long stable period the change must still be caught: recent epochs carry evidence.
+    let p = policy(0.95, 300);
+    let late =
+        Scenario { leader_after: 0.75, change_at: 20_000, samples: 32_000, ..Scenario::null(QualitySignal::Judge, 0) };
+    let s = summarize(&late, &p, runs, TICK);
+    table.push(row("leader quality -10 points after 20,000 stable", QualitySignal::Judge, 0.95, &s));
+    assert!(s.early * 100 <= runs * 5, "{} replacements before the late change", s.early);
+    assert!((s.promoted - s.early) * 100 >= runs * 95, "late drop: only {} of {runs} caught", s.promoted - s.early);
     println!("{}", table.join("\n"));
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::config::Policy;
 use crate::evaluate::evidence::latency_ratio;
 use crate::evaluate::stats::Running;
-use crate::evaluate::{Arm, Estimate, RouteEval};
+use crate::evaluate::{Arm, Epoch, Estimate, RouteEval};
 
 /// How a candidate's quality is judged on this route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,18 +216,32 @@ fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySigna
     CandidateView { model: name.to_string(), samples, quality: q, gates, qualified, leader_degraded, score }
 }
 
+/// The first estimate, over all of history or over the current epoch, that shows `degraded`:
+/// half of the test's alpha goes to the whole stream, half is spent across epochs.
+fn degraded_in(
+    all: &Running,
+    epoch: &Epoch,
+    lo: f64,
+    hi: f64,
+    policy: &Policy,
+    degraded: impl Fn(&Estimate) -> bool,
+) -> Option<Estimate> {
+    let alpha = (1.0 - policy.confidence) / 8.0 / 2.0;
+    let tuned = policy.min_samples as f64;
+    let whole = Estimate::of(all, lo, hi, alpha, 4.0 * tuned).filter(&degraded);
+    whole.or_else(|| Estimate::of(&epoch.current, lo, hi, epoch.alpha(alpha), 2.0 * tuned).filter(&degraded))
+}
+
 /// The ways the leader can be degraded relative to a candidate (SPEC section 7).
 fn degradation(eval: &RouteEval, arm: &Arm, signal: QualitySignal, policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
     let est = |r: &Running, lo: f64, hi: f64| est_degraded(r, lo, hi, policy);
     if signal == QualitySignal::Judge {
-        if let Some(j) = est(&arm.judge, 0.0, 1.0) {
-            if j.lower > 0.5 {
-                out.push(format!(
-                    "leader quality fell below the candidate's: judge win rate {:.2} [{:.2}, {:.2}]",
-                    j.mean, j.lower, j.upper
-                ));
-            }
+        if let Some(j) = degraded_in(&arm.judge, &arm.judge_epoch, 0.0, 1.0, policy, |e| e.lower > 0.5) {
+            out.push(format!(
+                "leader quality fell below the candidate's: judge win rate {:.2} [{:.2}, {:.2}]",
+                j.mean, j.lower, j.upper
+            ));
         }
     }
     if signal == QualitySignal::Agreement {
@@ -243,20 +257,20 @@ fn degradation(eval: &RouteEval, arm: &Arm, signal: QualitySignal, policy: &Poli
             out.push(format!("leader agreement with itself (noise floor) fell from {b:.2} to {r:.2}"));
         }
     }
-    if let Some(e) = est(&eval.leader_errors, 0.0, 1.0) {
-        if e.lower > policy.max_error_rate {
-            out.push(format!("leader error rate {:.1}% above {:.1}%", e.mean * 100.0, policy.max_error_rate * 100.0));
-        }
+    let max_errors = policy.max_error_rate;
+    if let Some(e) =
+        degraded_in(&eval.leader_errors, &eval.leader_errors_epoch, 0.0, 1.0, policy, |e| e.lower > max_errors)
+    {
+        out.push(format!("leader error rate {:.1}% above {:.1}%", e.mean * 100.0, max_errors * 100.0));
     }
-    if let Some(e) = est(&arm.log_latency_ratio, -5.0, 5.0) {
-        // The candidate is faster than the leader beyond the allowed ratio, with confidence.
-        if e.upper.exp() < 1.0 / policy.max_latency_ratio {
-            out.push(format!(
-                "leader latency x{:.2} of the candidate's, above {:.2}",
-                (-e.mean).exp(),
-                policy.max_latency_ratio
-            ));
-        }
+    // The candidate is faster than the leader beyond the allowed ratio, with confidence.
+    let faster = |e: &Estimate| e.upper.exp() < 1.0 / policy.max_latency_ratio;
+    if let Some(e) = degraded_in(&arm.log_latency_ratio, &arm.latency_epoch, -5.0, 5.0, policy, faster) {
+        out.push(format!(
+            "leader latency x{:.2} of the candidate's, above {:.2}",
+            (-e.mean).exp(),
+            policy.max_latency_ratio
+        ));
     }
     out
 }

@@ -97,9 +97,11 @@ pub struct Arm {
     /// Agreement after the baseline froze: a drop against the baseline means the pair drifted.
     pub agreement_recent: Running,
     pub judge: Running,
+    pub judge_epoch: Epoch,
     pub judge_inconclusive: u64,
     /// ln(candidate total / leader total), clamped, per paired request.
     pub log_latency_ratio: Running,
+    pub latency_epoch: Epoch,
     latency: Option<Latency>,
     pub tokens_in: u64,
     pub tokens_out: u64,
@@ -115,8 +117,10 @@ impl Default for Arm {
             agreement_baseline: Running::default(),
             agreement_recent: Running::default(),
             judge: Running::default(),
+            judge_epoch: Epoch::default(),
             judge_inconclusive: 0,
             log_latency_ratio: Running::default(),
+            latency_epoch: Epoch::default(),
             latency: Latency::new(),
             tokens_in: 0,
             tokens_out: 0,
@@ -142,7 +146,11 @@ impl Arm {
             }
         }
         match s.judge {
-            Some(JudgeOutcome::Score(x)) => self.judge.push(x),
+            Some(JudgeOutcome::Score(x)) => {
+                self.judge.push(x);
+                // A few points of win rate need more samples than an error burst: longer epochs.
+                self.judge_epoch.push(x, 3 * baseline_n);
+            }
             Some(JudgeOutcome::Inconclusive) => self.judge_inconclusive += 1,
             None => {}
         }
@@ -152,6 +160,7 @@ impl Arm {
             }
             let ratio = (c.total_us.max(1) as f64 / s.leader.total_us.max(1) as f64).ln().clamp(-5.0, 5.0);
             self.log_latency_ratio.push(ratio);
+            self.latency_epoch.push(ratio, baseline_n);
         }
         self.tokens_in += s.tokens_in;
         self.tokens_out += s.tokens_out;
@@ -185,6 +194,7 @@ pub struct RouteEval {
     pub baseline_n: u64,
     /// Whether the leader's answer to a shadowed request failed (1) or not (0).
     pub leader_errors: Running,
+    pub leader_errors_epoch: Epoch,
     pub noise_baseline: Running,
     pub noise_recent: Running,
     pub candidates: BTreeMap<String, CandidateEval>,
@@ -212,7 +222,9 @@ impl RouteEval {
 
     /// Whether the leader's own answer to a shadowed request succeeded.
     pub fn record_leader(&mut self, ok: bool) {
-        self.leader_errors.push(if ok { 0.0 } else { 1.0 });
+        let x = if ok { 0.0 } else { 1.0 };
+        self.leader_errors.push(x);
+        self.leader_errors_epoch.push(x, self.baseline_n);
     }
 
     pub fn dropped(&mut self, candidate: &str, reason: &str) {
@@ -228,6 +240,32 @@ impl RouteEval {
             self.noise_recent.push(agreement);
         }
         self.noise_segments.entry(segment.to_string()).or_default().push(agreement);
+    }
+}
+
+/// The recent part of a stream: samples since the current epoch began. Epochs restart every
+/// `len` samples, so a change after a long stable period shows up within about one epoch
+/// instead of being diluted by all of history. Epoch k is tested at alpha·6/(π²k²), which
+/// sums to alpha over all epochs, so looking at every epoch forever stays within alpha.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Epoch {
+    pub current: Running,
+    pub index: u64,
+}
+
+impl Epoch {
+    pub fn push(&mut self, x: f64, len: u64) {
+        if self.index == 0 || self.current.n >= len.max(1) {
+            self.index += 1;
+            self.current = Running::default();
+        }
+        self.current.push(x);
+    }
+
+    /// This epoch's share of `alpha`.
+    pub fn alpha(&self, alpha: f64) -> f64 {
+        let k = self.index.max(1) as f64;
+        alpha * 6.0 / (std::f64::consts::PI * std::f64::consts::PI * k * k)
     }
 }
 
@@ -249,5 +287,24 @@ impl Estimate {
     /// `a − b` with bounds from both intervals; valid at level alpha_a + alpha_b by the union bound.
     pub fn minus(a: Estimate, b: Estimate) -> Estimate {
         Estimate { n: a.n.min(b.n), mean: a.mean - b.mean, lower: a.lower - b.upper, upper: a.upper - b.lower }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_restart_and_spend_at_most_alpha_in_total() {
+        let mut e = Epoch::default();
+        for i in 0..25 {
+            e.push(f64::from(i % 2), 10);
+        }
+        assert_eq!((e.index, e.current.n), (3, 5));
+        let mut total = 0.0;
+        for k in 1..100_000u64 {
+            total += Epoch { current: Running::default(), index: k }.alpha(0.01);
+        }
+        assert!(total <= 0.01 && total > 0.0099, "{total}");
     }
 }
