@@ -14,6 +14,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod metrics;
 pub mod proxy;
+pub(crate) mod rng;
 pub mod router;
 pub mod server;
 pub mod shadow;

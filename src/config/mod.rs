@@ -303,12 +303,7 @@ pub fn parse(text: &str, file: &str, base: &Path, env: &dyn Environment) -> Resu
 
 /// FNV-1a 64, enough to tell two files apart in `/admin/config`.
 pub fn hash_hex(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::rng::fnv1a(bytes))
 }
 
 impl Config {

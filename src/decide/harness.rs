@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::compare::judge::JudgeOutcome;
 use crate::config::{Mode, Policy};
 use crate::evaluate::{RouteEval, Sample, ShadowOutcome, Timing};
+use crate::rng::Rng;
 
 use super::view::{self, QualitySignal};
 use super::{Action, Decider, Input};
@@ -52,28 +53,10 @@ pub struct RunResult {
     pub promoted_after: Option<u64>,
 }
 
-/// splitmix64: small, fast, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    /// Latency around `median` µs with a lognormal-ish spread.
-    fn latency(&mut self, median: f64) -> u64 {
-        let z = (self.unit() + self.unit() + self.unit() - 1.5) * 2.0;
-        (median * (0.25 * z).exp()) as u64
-    }
+/// Latency around `median` µs with a lognormal-ish spread.
+fn latency(rng: &mut Rng, median: f64) -> u64 {
+    let z = (rng.next_f64() + rng.next_f64() + rng.next_f64() - 1.5) * 2.0;
+    (median * (0.25 * z).exp()) as u64
 }
 
 /// The policy the harness runs with (the product defaults, faster cadence).
@@ -93,7 +76,7 @@ pub fn policy(confidence: f64, min_samples: u64) -> Policy {
 
 /// Runs one scenario once; the decision engine looks at the evidence every `tick` samples.
 pub fn run(s: &Scenario, policy: &Policy, seed: u64, tick: u64) -> RunResult {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut eval = RouteEval::new("leader", policy.min_samples);
     let mut decider = Decider::default();
     let names = vec!["candidate".to_string()];
@@ -128,14 +111,14 @@ pub fn run(s: &Scenario, policy: &Policy, seed: u64, tick: u64) -> RunResult {
                     (false, true) => 0.0,
                     _ => 0.5,
                 };
-                let score = if rng.chance(0.95) { truth } else { [0.0, 0.5, 1.0][(rng.next() % 3) as usize] };
+                let score = if rng.chance(0.95) { truth } else { [0.0, 0.5, 1.0][(rng.next_u64() % 3) as usize] };
                 Some(JudgeOutcome::Score(score))
             }
             _ => None,
         };
         let lat_mult = if changed { s.leader_latency_after } else { 1.0 };
-        let leader_total = rng.latency(100_000.0 * lat_mult);
-        let cand_total = rng.latency(100_000.0);
+        let leader_total = latency(&mut rng, 100_000.0 * lat_mult);
+        let cand_total = latency(&mut rng, 100_000.0);
         let sample = Sample {
             segment: segment.to_string(),
             outcome: if leader_fails { ShadowOutcome::LeaderFailed } else { ShadowOutcome::Compared },

@@ -105,10 +105,7 @@ fn pick(i: u64) -> &'static str {
 }
 
 fn splitmix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::rng::Rng::new(i).next_u64()
 }
 
 fn build(kind: &str, i: u64, addr: SocketAddr) -> Option<Request<Full<Bytes>>> {

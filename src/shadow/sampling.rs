@@ -1,18 +1,12 @@
 //! Sampling decisions: a stable hash of the request id, per route and candidate, so a retried id decides the same way.
 
+use crate::rng;
+
 /// A number in [0, 1) drawn from the request id, route and salt.
 pub fn draw(request_id: &[u8], route: &str, salt: &str) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in request_id.iter().chain([0xff].iter()).chain(route.as_bytes()).chain([0xfe].iter()).chain(salt.as_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = rng::fnv1a_parts(&[request_id, &[0xff], route.as_bytes(), &[0xfe], salt.as_bytes()]);
     // FNV alone is poorly mixed in its high bits for similar inputs; finish with splitmix64.
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    rng::unit(rng::mix64(h))
 }
 
 /// Whether this request is in the sample of size `rate`.

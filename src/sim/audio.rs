@@ -9,7 +9,7 @@ use super::body::{bad_request, bytes, channel, ok_json, Resp, STREAM_BUFFER};
 use super::ctx::Ctx;
 use super::multipart;
 use super::respond::corrupt_transcript;
-use super::rng::{fnv1a, Rng};
+use crate::rng::{fnv1a, Rng};
 
 /// Which audio-to-text endpoint was called; only the `task` label differs.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use super::body::{bad_request, channel, ok_json, Resp, STREAM_BUFFER};
 use super::config::Behavior;
 use super::ctx::{now_secs, Ctx};
 use super::respond::{compose, word_count};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// One SSE event to send, and whether a per-token delay precedes it.
 struct Event {

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::config::Behavior;
 use super::multipart::{self, Part};
-use super::rng::{jittered, Rng};
 use super::state::ServerState;
+use crate::rng::{jittered, Rng};
 
 /// The request body, parsed once up front because the request log needs the model field anyway.
 pub(crate) enum Payload {

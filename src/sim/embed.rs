@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::body::{bad_request, ok_json, Resp};
 use super::ctx::Ctx;
 use super::respond::word_count;
-use super::rng::{fnv1a, mix64, Rng};
+use crate::rng::{fnv1a, mix64, Rng};
 
 const DEFAULT_DIM: usize = 32;
 const MAX_DIM: u64 = 4096;

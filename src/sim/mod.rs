@@ -11,7 +11,6 @@ mod embed;
 mod images;
 mod multipart;
 mod respond;
-mod rng;
 mod server;
 mod state;
 

@@ -1,8 +1,8 @@
 //! Answer text generation: task answers at a given accuracy, pairwise judging, echoes, filler and noisy transcripts.
 
 use super::config::Behavior;
-use super::rng::Rng;
 use super::tasks;
+use crate::rng::Rng;
 
 /// Ordinary words with no digits or place names, so filler can never be mistaken for a task answer.
 const FILLER: &[&str] = &[

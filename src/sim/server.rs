@@ -23,8 +23,8 @@ use super::chat;
 use super::ctx::{Ctx, Payload};
 use super::embed;
 use super::images;
-use super::rng::jittered;
 use super::state::{Received, ServerState};
+use crate::rng::jittered;
 
 /// Request bodies above this are refused with 413, as the real API does for oversized uploads.
 const MAX_BODY: usize = 64 * 1024 * 1024;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use super::config::{Behavior, Phase, ServerConfig};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// How many received requests `GET /sim/requests` can show.
 const LOG_CAPACITY: usize = 64;

@@ -1,6 +1,6 @@
 //! Built-in task set: enumerable questions with known answers, and recognition of them inside longer text.
 
-use super::rng::mix64;
+use crate::rng::mix64;
 
 /// One question with its single correct answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,24 +2,16 @@
 
 use super::*;
 
-struct SplitMix64(u64);
+/// The shared deterministic generator, with the two draws these simulations need.
+struct Draws(crate::rng::Rng);
 
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
+impl Draws {
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.next_f64()
     }
 
     fn bernoulli(&mut self, p: f64) -> f64 {
-        if self.uniform() < p {
+        if self.0.chance(p) {
             1.0
         } else {
             0.0
@@ -39,7 +31,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 
 #[test]
 fn welford_matches_two_pass() {
-    let mut rng = SplitMix64(1);
+    let mut rng = Draws(crate::rng::Rng::new(1));
     let xs: Vec<f64> = (0..1000).map(|_| rng.gauss(3.0, 2.0)).collect();
     let mut r = Running::default();
     for &x in &xs {
@@ -63,7 +55,7 @@ fn welford_matches_two_pass() {
 
 #[test]
 fn merge_equals_pushing_everything() {
-    let mut rng = SplitMix64(2);
+    let mut rng = Draws(crate::rng::Rng::new(2));
     let xs: Vec<f64> = (0..999).map(|_| rng.uniform() * 10.0 - 2.0).collect();
     let mut all = Running::default();
     for &x in &xs {
@@ -103,7 +95,7 @@ fn interval_edge_cases() {
     assert_eq!(confidence_sequence(&r, 1.0, 0.0, 0.05, 300.0), None);
     assert_eq!(confidence_sequence(&r, 1.0, 1.0, 0.05, 300.0), Some((1.0, 1.0)));
     assert_eq!(confidence_sequence(&r, 0.0, 1.0, f64::NAN, 300.0), Some((0.0, 1.0)));
-    let mut rng = SplitMix64(3);
+    let mut rng = Draws(crate::rng::Rng::new(3));
     for _ in 0..5000 {
         r.push(rng.bernoulli(0.9));
     }
@@ -120,7 +112,7 @@ fn interval_edge_cases() {
 #[test]
 fn coverage_under_continuous_monitoring() {
     let (runs, steps, p, alpha): (u32, u32, f64, f64) = (300, 2000, 0.7, 0.05);
-    let mut rng = SplitMix64(4);
+    let mut rng = Draws(crate::rng::Rng::new(4));
     let mut missed = 0;
     for _ in 0..runs {
         let mut r = Running::default();
@@ -140,7 +132,7 @@ fn coverage_under_continuous_monitoring() {
 
 #[test]
 fn width_shrinks_like_sqrt_log_n_over_n() {
-    let mut rng = SplitMix64(5);
+    let mut rng = Draws(crate::rng::Rng::new(5));
     let mut r = Running::default();
     let mut w100 = 0.0;
     for _ in 0..10_000 {

@@ -1,4 +1,4 @@
-//! Deterministic pseudo-random numbers, hashing and latency jitter for the simulator (no `rand` crate).
+//! Deterministic pseudo-random numbers and stable hashes (no `rand` crate): the simulator, sampling, the demo and the decision harness share them.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ impl Rng {
 
     /// Uniform in [0, 1); 53 bits so every value is exactly representable.
     pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit(self.next_u64())
     }
 
     /// True with probability `p`; NaN and non-positive values never fire, values >= 1 always do.
@@ -57,12 +57,22 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 
 /// FNV-1a over bytes; stable across platforms and releases, unlike `DefaultHasher`.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_parts(&[bytes])
+}
+
+/// FNV-1a over several byte strings, as if concatenated.
+pub(crate) fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in bytes {
+    for b in parts.iter().flat_map(|p| p.iter()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01B3);
     }
     h
+}
+
+/// The top 53 bits of a hash as a number in [0, 1).
+pub(crate) fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// Scales `d` by a factor uniform in [1-jitter, 1+jitter]. Behaviours set at runtime are not validated,
