@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod compare;
 pub mod config;
 pub mod control;

@@ -4,28 +4,99 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 
 use prometheus::{Counter, Histogram, IntCounter};
 
+use crate::client::{Client, ClientError, Origin, PooledBody};
 use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
 use crate::metrics::Metrics;
-use crate::proxy::modality::Modality;
+use crate::proxy::modality::{Endpoint, Modality};
 use crate::proxy::UpBody;
 
-/// The pooled upstream client; one per distinct connect timeout, shared across reloads.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
-
 /// A model with the client that reaches it.
+#[derive(Clone)]
 pub struct Upstream {
     pub model: Arc<Model>,
-    pub client: HttpClient,
+    pub client: Client,
     /// A separate pool for shadow, noise and judge calls, so they never hold the client's connections.
-    pub shadow_client: HttpClient,
+    pub shadow_client: Client,
+    pub wire: Arc<Wire>,
+}
+
+impl Upstream {
+    /// Sends a prepared request (from [`Wire::uri`] and [`Wire::set_headers`]) to the model,
+    /// on the client's pool or, for shadow, noise and judge calls, the background pool.
+    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<Response<PooledBody>, ClientError> {
+        let Some(origin) = &self.wire.origin else {
+            return Err(ClientError::Connect(format!("bad upstream URL: {}", self.model.url)));
+        };
+        let client = if background { &self.shadow_client } else { &self.client };
+        client.request(origin, req).await
+    }
+}
+
+/// What every request to a model repeats, built once per swap rather than per request: the
+/// URI of each endpoint, the Host header, the model's key as a header and its name for
+/// `x-shadowroute-model`.
+pub struct Wire {
+    origin: Option<Origin>,
+    /// The path of the model's URL (`/v1`), which endpoint paths extend.
+    base_path: String,
+    uris: Vec<(Endpoint, Uri)>,
+    host: Option<HeaderValue>,
+    authorization: Option<HeaderValue>,
+    pub name: Option<HeaderValue>,
+}
+
+impl Wire {
+    fn new(model: &Model) -> Wire {
+        let base: Option<Uri> = model.url.parse().ok();
+        let origin = base.as_ref().and_then(Origin::of);
+        let base_path = base.as_ref().map(|b| b.path().trim_end_matches('/').to_string()).unwrap_or_default();
+        let uris = Endpoint::ALL
+            .iter()
+            .filter_map(|e| Some((*e, format!("{base_path}{}", e.path()).parse::<Uri>().ok()?)))
+            .collect::<Vec<_>>();
+        let host = base.as_ref().and_then(|u| {
+            let host = u.host()?;
+            let default = if u.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };
+            let value = match u.port_u16() {
+                Some(port) if port != default => format!("{host}:{port}"),
+                _ => host.to_string(),
+            };
+            HeaderValue::from_str(&value).ok()
+        });
+        let authorization = model.api_key.as_ref().and_then(|key| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Wire { origin, base_path, uris, host, authorization, name: HeaderValue::from_str(&model.name).ok() }
+    }
+
+    /// The request target (origin-form) of `endpoint`, with the client's query string if any.
+    pub fn uri(&self, endpoint: Endpoint, query: Option<&str>) -> Result<Uri, String> {
+        match (query, self.uris.iter().find(|(e, _)| *e == endpoint)) {
+            (None, Some((_, uri))) => Ok(uri.clone()),
+            _ => {
+                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+                format!("{}{}{q}", self.base_path, endpoint.path())
+                    .parse()
+                    .map_err(|e| format!("bad upstream URL: {e}"))
+            }
+        }
+    }
+
+    /// Sets the Host header and the model's own key.
+    pub fn set_headers(&self, headers: &mut HeaderMap) {
+        if let Some(host) = &self.host {
+            headers.insert(http::header::HOST, host.clone());
+        }
+        if let Some(auth) = &self.authorization {
+            headers.insert(http::header::AUTHORIZATION, auth.clone());
+        }
+    }
 }
 
 /// A route as currently served: its config and its current leader.
@@ -120,32 +191,13 @@ impl Snapshot {
 /// Builds clients; keeps one per connect timeout so reloads keep their pooled connections.
 #[derive(Default)]
 pub struct ClientPool {
-    clients: HashMap<(Duration, bool), HttpClient>,
+    clients: HashMap<(Duration, bool), Client>,
 }
 
 impl ClientPool {
-    pub fn client(&mut self, connect_timeout: Duration, shadow: bool) -> HttpClient {
-        self.clients.entry((connect_timeout, shadow)).or_insert_with(|| build_client(connect_timeout)).clone()
+    pub fn client(&mut self, connect_timeout: Duration, shadow: bool) -> Client {
+        self.clients.entry((connect_timeout, shadow)).or_insert_with(|| Client::new(connect_timeout)).clone()
     }
-}
-
-fn build_client(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https)
 }
 
 /// Prepares a complete snapshot for a config: everything that can fail happens here,
@@ -164,7 +216,8 @@ pub fn prepare(
         .map(|(name, model)| {
             let client = pool.client(model.timeouts.connect, false);
             let shadow_client = pool.client(model.timeouts.connect, true);
-            (name.clone(), Upstream { model: model.clone(), client, shadow_client })
+            let wire = Arc::new(Wire::new(model));
+            (name.clone(), Upstream { model: model.clone(), client, shadow_client, wire })
         })
         .collect();
     let routes = config

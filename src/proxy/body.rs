@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use super::capture::{Capture, Captured};
 use super::BoxError;
+use crate::client::PooledBody;
 
 /// The request body sent upstream: the client's bytes as one or more shared slices.
 #[derive(Debug, Default)]
@@ -88,7 +88,7 @@ type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 /// The upstream's body passed through frame by frame as it arrives, with an idle and a
 /// total deadline, feeding a bounded capture, and reporting once when it ends.
 pub struct Observed {
-    inner: Incoming,
+    inner: PooledBody,
     idle: Duration,
     total_deadline: tokio::time::Instant,
     /// One timer for both clocks: it fires at the earlier of the idle and total deadlines.
@@ -105,7 +105,7 @@ pub struct StreamTimeout(&'static str);
 
 impl Observed {
     pub fn new(
-        inner: Incoming,
+        inner: PooledBody,
         idle: Duration,
         total_deadline: Instant,
         capture: Capture,

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::body::{Finished, Observed, Outcome};
 use super::capture::{Capture, Format};
@@ -15,6 +14,7 @@ use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
+use crate::client::{ClientError, PooledBody};
 use crate::evaluate::Timing;
 use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
@@ -60,7 +60,7 @@ pub(super) async fn forward(
         if i == 0 {
             router_time += sent_at - started;
         }
-        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.client.request(upstream_req)).await;
+        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, false)).await;
         let headers_at = Instant::now();
         let error = match attempt {
             Ok(Ok(resp)) => {
@@ -88,8 +88,8 @@ pub(super) async fn forward(
                 let series = route.series.get(*name).cloned();
                 return Ok(respond(app, route_name, req.modality, up, resp, request_id, timing, tee, series));
             }
-            Ok(Err(e)) if e.is_connect() => AttemptError::Connect(error_chain(&e)),
-            Ok(Err(e)) => AttemptError::Request(error_chain(&e)),
+            Ok(Err(ClientError::Connect(e))) => AttemptError::Connect(e),
+            Ok(Err(ClientError::Request(e))) => AttemptError::Request(e),
             Err(_) => AttemptError::Timeout(up.model.timeouts.first_byte),
         };
         let kind = match &error {
@@ -121,26 +121,15 @@ fn build_request(
     req: &ClientRequest,
     request_id: &HeaderValue,
 ) -> Result<Request<super::UpBody>, ProxyError> {
-    let mut url = format!("{}{}", up.model.url, req.endpoint.path());
-    if let Some(q) = &req.query {
-        url.push('?');
-        url.push_str(q);
-    }
-    let uri: Uri = url.parse().map_err(|e| ProxyError::UpstreamUnavailable {
-        model: up.model.name.clone(),
-        reason: format!("bad upstream URL: {e}"),
-    })?;
+    let uri = up
+        .wire
+        .uri(req.endpoint, req.query.as_deref())
+        .map_err(|reason| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason })?;
     let mut builder = Request::post(uri);
     if let Some(h) = builder.headers_mut() {
         *h = req.forward_headers();
         h.insert("x-request-id", request_id.clone());
-        if let Some(key) = &up.model.api_key {
-            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
-                let mut v = v;
-                v.set_sensitive(true);
-                h.insert(header::AUTHORIZATION, v);
-            }
-        }
+        up.wire.set_headers(h);
     }
     builder
         .body(req.body_for(&up.model.model))
@@ -162,7 +151,7 @@ fn respond(
     route: &str,
     modality: Modality,
     up: &Upstream,
-    resp: Response<Incoming>,
+    resp: Response<PooledBody>,
     request_id: &HeaderValue,
     t: Timings,
     tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
@@ -171,8 +160,8 @@ fn respond(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert("x-request-id", request_id.clone());
-    if let Ok(v) = HeaderValue::from_str(&up.model.name) {
-        parts.headers.insert("x-shadowroute-model", v);
+    if let Some(v) = &up.wire.name {
+        parts.headers.insert("x-shadowroute-model", v.clone());
     }
     let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let success = parts.status.is_success();
@@ -183,13 +172,12 @@ fn respond(
         app.shadow.served(id, Served { route: series.route.clone(), model: series.model.clone() });
     }
     let metrics = app.clone();
-    let route_name = route.to_string();
     let model = up.model.clone();
     let Timings { started, ttfb, router_time, headers_at } = t;
     let on_finish = Box::new(move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
-        series.requests(m, &route_name, modality, name, status).inc();
+        series.requests(m, &series.route, modality, name, status).inc();
         series.ttfb.observe(ttfb.as_secs_f64());
         series.duration.observe((f.at - started).as_secs_f64());
         if matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError) {
@@ -221,16 +209,4 @@ fn respond(
     let observed = Observed::new(body, up.model.timeouts.idle, total_deadline, capture, on_finish);
     app.metrics.overhead.observe((router_time + headers_at.elapsed()).as_secs_f64());
     Response::from_parts(parts, observed.boxed_unsync())
-}
-
-/// An error and its causes on one line; hyper's top-level message alone says little.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

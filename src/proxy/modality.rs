@@ -63,7 +63,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Responses,

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 use http::{header, HeaderValue, Request};
 use http_body_util::BodyExt;
 
-use crate::config::Model;
+use crate::client::ClientError;
 use crate::evaluate::Timing;
 use crate::proxy::capture::{Capture, Captured, Format};
+use crate::proxy::modality::Endpoint;
 use crate::proxy::UpBody;
-use crate::state::HttpClient;
+use crate::state::Upstream;
 
 /// How much of a background response is kept.
 pub const CAPTURE_CAP: usize = 1024 * 1024;
@@ -33,9 +34,9 @@ pub struct CallResult {
 /// Sends `body` to `model` at `path` with only the headers the router chooses: the content
 /// type, the model's own key, the request id and `x-shadowroute-shadow: 1`. Never a client header.
 pub async fn call(
-    client: &HttpClient,
-    model: &Model,
-    path_and_query: &str,
+    up: &Upstream,
+    endpoint: Endpoint,
+    query: Option<&str>,
     content_type: HeaderValue,
     body: UpBody,
     request_id: &HeaderValue,
@@ -45,17 +46,17 @@ pub async fn call(
     let mut first_byte = None;
     let mut capture: Option<Capture> = None;
     let work = async {
-        let mut req = Request::post(format!("{}{}", model.url, path_and_query))
+        let mut req = Request::post(up.wire.uri(endpoint, query)?)
             .header(header::CONTENT_TYPE, content_type)
             .header("x-shadowroute-shadow", "1")
             .header("x-request-id", request_id.clone());
-        if let Some(key) = &model.api_key {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|e| e.to_string())?;
-            v.set_sensitive(true);
-            req = req.header(header::AUTHORIZATION, v);
+        if let Some(h) = req.headers_mut() {
+            up.wire.set_headers(h);
         }
         let req = req.body(body).map_err(|e| e.to_string())?;
-        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let resp = up.send(req, true).await.map_err(|e| match e {
+            ClientError::Connect(e) | ClientError::Request(e) => e,
+        })?;
         let status = resp.status();
         let format = Format::from_content_type(resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
         let cap = capture.insert(Capture::new(format, CAPTURE_CAP));

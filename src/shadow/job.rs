@@ -57,13 +57,6 @@ pub struct Job {
 }
 
 impl Job {
-    fn path(&self) -> String {
-        match &self.req.query {
-            Some(q) => format!("{}?{q}", self.req.endpoint.path()),
-            None => self.req.endpoint.path().to_string(),
-        }
-    }
-
     fn content_type(&self) -> HeaderValue {
         match &self.req.payload {
             Payload::Multipart { boundary, .. } => {
@@ -81,10 +74,11 @@ impl Job {
         timeout: std::time::Duration,
     ) -> Option<impl std::future::Future<Output = CallResult> + Send + 'static> {
         let up = self.snap.upstream(model)?;
-        let (client, m) = (up.shadow_client.clone(), up.model.clone());
-        let (path, ct, rid) = (self.path(), self.content_type(), self.request_id.clone());
-        let body = self.req.body_for(&m.model);
-        Some(async move { call(&client, &m, &path, ct, body, &rid, timeout).await })
+        let up = up.clone();
+        let (endpoint, query) = (self.req.endpoint, self.req.query.clone());
+        let (ct, rid) = (self.content_type(), self.request_id.clone());
+        let body = self.req.body_for(&up.model.model);
+        Some(async move { call(&up, endpoint, query.as_deref(), ct, body, &rid, timeout).await })
     }
 
     pub async fn run(self, leader_rx: oneshot::Receiver<LeaderResult>) {
@@ -231,7 +225,11 @@ impl Job {
             Agreement::Pure(c) => compare::agreement(c, &output(a), &output(b)),
             Agreement::Embedding(model) => {
                 let r = self
-                    .call_json(model, "/embeddings", |m| serde_json::json!({"model": m, "input": [a.text, b.text]}))
+                    .call_json(
+                        model,
+                        Endpoint::Embeddings,
+                        |m| serde_json::json!({"model": m, "input": [a.text, b.text]}),
+                    )
                     .await?;
                 match (r.outcome, r.captured.embeddings.as_slice()) {
                     (CallOutcome::Ok, [x, y]) => compare::vectors::cosine(x, y).map(|c| c.clamp(0.0, 1.0)),
@@ -262,7 +260,7 @@ impl Job {
 
     async fn ask_judge(&self, model: &str, prompt: &str) -> Option<Verdict> {
         let body = |m: &str| serde_json::json!({"model": m, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
-        let r = self.call_json(model, "/chat/completions", body).await?;
+        let r = self.call_json(model, Endpoint::ChatCompletions, body).await?;
         match r.outcome {
             CallOutcome::Ok => judge::parse_verdict(&r.captured.text),
             _ => None,
@@ -271,22 +269,11 @@ impl Job {
 
     /// A JSON call of the router's own (judge, embeddings) to a model from `models:`;
     /// `body` gets the model's upstream name.
-    async fn call_json(&self, model: &str, path: &str, body: impl FnOnce(&str) -> Value) -> Option<CallResult> {
+    async fn call_json(&self, model: &str, endpoint: Endpoint, body: impl FnOnce(&str) -> Value) -> Option<CallResult> {
         let up = self.snap.upstream(model)?;
         let bytes = bytes::Bytes::from(serde_json::to_vec(&body(&up.model.model)).ok()?);
         let json = HeaderValue::from_static("application/json");
-        Some(
-            call(
-                &up.shadow_client,
-                &up.model,
-                path,
-                json,
-                UpBody::new(vec![bytes]),
-                &self.request_id,
-                up.model.timeouts.total,
-            )
-            .await,
-        )
+        Some(call(up, endpoint, None, json, UpBody::new(vec![bytes]), &self.request_id, up.model.timeouts.total).await)
     }
 
     fn payload(&self, leader: Option<&LeaderResult>, r: &CallResult) -> Option<store::Payload> {

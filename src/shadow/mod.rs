@@ -5,6 +5,7 @@ mod job;
 pub mod sampling;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::config::Candidate;
 use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
+use crate::rng::{fnv1a, Prehashed};
 use crate::state::{RouteState, Snapshot};
 
 pub use job::comparator_for;
@@ -44,11 +46,13 @@ pub struct Served {
     pub model: Arc<str>,
 }
 
-/// Bounded memory of recently served request ids.
+/// Bounded memory of recently served request ids, keyed by a 64-bit hash of the id so the
+/// request path neither copies the id nor hashes it twice (two live ids colliding among
+/// 100,000 has odds of about 1 in 10^9).
 #[derive(Default)]
 struct ServedLog {
-    map: HashMap<Arc<str>, Served>,
-    order: VecDeque<Arc<str>>,
+    map: HashMap<u64, Served, BuildHasherDefault<Prehashed>>,
+    order: VecDeque<u64>,
 }
 
 const SERVED_CAPACITY: usize = 100_000;
@@ -128,9 +132,9 @@ impl Shadow {
 
     /// Remembers who served a request, for feedback.
     pub fn served(&self, request_id: &str, served: Served) {
-        let id: Arc<str> = Arc::from(request_id);
+        let id = fnv1a(request_id.as_bytes());
         let mut log = lock(&self.served);
-        if log.map.insert(id.clone(), served).is_none() {
+        if log.map.insert(id, served).is_none() {
             log.order.push_back(id);
         }
         while log.order.len() > SERVED_CAPACITY {
@@ -141,7 +145,7 @@ impl Shadow {
     }
 
     pub fn lookup_served(&self, request_id: &str) -> Option<Served> {
-        lock(&self.served).map.get(request_id).cloned()
+        lock(&self.served).map.get(&fnv1a(request_id.as_bytes())).cloned()
     }
 }
 

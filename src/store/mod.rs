@@ -222,13 +222,18 @@ pub fn open(path: &Path, errors: IntCounterVec) -> (StoreHandle, Writer, Vec<Ove
 
 fn run(mut store: Option<Box<dyn Store>>, rx: Receiver<Write>, errors: IntCounterVec) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut backlog = false;
     while let Ok(first) = rx.recv() {
-        let gather_until = std::time::Instant::now() + GATHER;
+        // Gather by sleeping rather than by waiting on the queue: a sender then never has to
+        // wake this thread (a futex call and a context switch per record on a busy core).
+        // A full batch means more is queued: write on without sleeping.
+        if !backlog && !matches!(first, Write::Stop) {
+            std::thread::sleep(GATHER);
+        }
         let mut stop_seen = matches!(first, Write::Stop);
         batch.push(first);
         while batch.len() < BATCH && !stop_seen {
-            let left = gather_until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
+            match rx.try_recv() {
                 Ok(w) => {
                     stop_seen = matches!(w, Write::Stop);
                     batch.push(w);
@@ -236,6 +241,7 @@ fn run(mut store: Option<Box<dyn Store>>, rx: Receiver<Write>, errors: IntCounte
                 Err(_) => break,
             }
         }
+        backlog = batch.len() == BATCH;
         let stop = batch.iter().any(|w| matches!(w, Write::Stop));
         let Some(s) = store.as_mut() else {
             for w in batch.drain(..).filter(|w| !matches!(w, Write::Stop)) {
