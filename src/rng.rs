@@ -123,19 +123,3 @@ mod tests {
         assert!(jittered(base, 5.0, &mut r) <= Duration::from_millis(600));
     }
 }
-
-/// A `Hasher` for keys that already are hashes (from [`fnv1a`]): passes the `u64` through.
-#[derive(Default)]
-pub(crate) struct Prehashed(u64);
-
-impl std::hash::Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv1a_parts(&[&self.0.to_le_bytes(), bytes]);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}

@@ -1,7 +1,9 @@
 //! The client's request, read once under the body limit and parsed once, ready to be rewritten per model.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -46,42 +48,79 @@ fn hex(mut x: u64, out: &mut [u8]) {
     }
 }
 
-/// A JSON object kept as its top-level fields, each still raw JSON text: the request path
-/// rewrites `model` and copies everything else through without building a value tree.
+/// A JSON object kept as its top-level fields, each still raw JSON text in the request's own
+/// body: the request path rewrites `model` and copies everything else through without
+/// building a value tree or copying a field.
 pub struct JsonObject {
-    fields: Vec<(String, Box<RawValue>)>,
+    body: Bytes,
+    fields: Vec<(Key, Range<usize>)>,
+}
+
+/// A top-level key: where it is in the body, or its unescaped text if it had escapes.
+enum Key {
+    At(Range<usize>),
+    Unescaped(String),
 }
 
 impl JsonObject {
-    fn parse(body: &[u8]) -> Result<JsonObject, String> {
-        let fields: Vec<(String, Box<RawValue>)> =
-            serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
-        Ok(JsonObject { fields })
+    fn parse(body: &Bytes) -> Result<JsonObject, String> {
+        let raw = serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
+        // Borrowed slices of `body`: their offsets are where they start in it.
+        let at = |s: &str| {
+            let start = s.as_ptr() as usize - body.as_ptr() as usize;
+            start..start + s.len()
+        };
+        let fields = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    Cow::Borrowed(k) => Key::At(at(k)),
+                    Cow::Owned(k) => Key::Unescaped(k),
+                };
+                (key, at(v.get()))
+            })
+            .collect();
+        Ok(JsonObject { body: body.clone(), fields })
     }
 
-    /// The raw text of a top-level field.
-    pub fn raw(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.get())
+    fn key<'a>(&'a self, k: &'a Key) -> &'a [u8] {
+        match k {
+            Key::At(r) => &self.body[r.clone()],
+            Key::Unescaped(s) => s.as_bytes(),
+        }
+    }
+
+    /// The raw JSON text of a top-level field.
+    pub fn raw(&self, key: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(k, _)| self.key(k) == key.as_bytes()).map(|(_, v)| &self.body[v.clone()])
     }
 
     /// A top-level field parsed into a value (for the background and the rare request that needs it).
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.raw(key).and_then(|r| serde_json::from_str(r).ok())
+        self.raw(key).and_then(|r| serde_json::from_slice(r).ok())
     }
 
     /// The object with `model` set to `model` (added first if absent).
     fn with_model(&self, model: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + model.len() + 16,
-        );
+        let mut out = Vec::with_capacity(self.body.len() + model.len() + 16);
         out.extend_from_slice(b"{\"model\":");
         let _ = serde_json::to_writer(&mut out, model);
         for (k, v) in &self.fields {
-            if k != "model" {
+            let key = self.key(k);
+            if key != b"model" {
                 out.push(b',');
-                let _ = serde_json::to_writer(&mut out, k);
+                match k {
+                    Key::At(r) => {
+                        out.push(b'"');
+                        out.extend_from_slice(&self.body[r.clone()]);
+                        out.push(b'"');
+                    }
+                    Key::Unescaped(s) => {
+                        let _ = serde_json::to_writer(&mut out, s);
+                    }
+                }
                 out.push(b':');
-                out.extend_from_slice(v.get().as_bytes());
+                out.extend_from_slice(&self.body[v.clone()]);
             }
         }
         out.push(b'}');
@@ -89,21 +128,44 @@ impl JsonObject {
     }
 }
 
-/// Deserializes a JSON object into its fields in order, or fails if the body is not an object.
-struct RawObject(Vec<(String, Box<RawValue>)>);
+/// Deserializes a JSON object into its fields in order, borrowed from the input, or fails if
+/// the body is not an object.
+struct RawObject<'de>(Vec<(Cow<'de, str>, &'de RawValue)>);
 
-impl<'de> serde::Deserialize<'de> for RawObject {
+/// A key borrowed from the input unless it had escapes.
+struct RawKey<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for RawKey<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawObject;
+            type Value = RawKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawObject<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
-                let mut fields = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    fields.push((k, v));
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<RawKey<'de>, &'de RawValue>()? {
+                    fields.push((k.0, v));
                 }
                 Ok(RawObject(fields))
             }
@@ -125,8 +187,8 @@ fn classify_json(
     let mut parts = Map::new();
     for key in ["messages", "input"] {
         if let Some(raw) = obj.raw(key) {
-            if PART_MARKERS.iter().any(|m| raw.contains(m)) {
-                if let Ok(v) = serde_json::from_str::<Value>(raw) {
+            if PART_MARKERS.iter().any(|m| memchr::memmem::find(raw, m.as_bytes()).is_some()) {
+                if let Ok(v) = serde_json::from_slice::<Value>(raw) {
                     parts.insert(key.to_string(), v);
                 }
             }
@@ -196,7 +258,7 @@ impl ClientRequest {
                 };
                 ProxyError::BadBody(format!("{what}: {e}"))
             })?;
-            let stream = obj.raw("stream") == Some("true") || obj.raw("stream_format") == Some("\"sse\"");
+            let stream = obj.raw("stream") == Some(b"true") || obj.raw("stream_format") == Some(b"\"sse\"");
             let modality = classify_json(endpoint, override_header, &obj)?;
             (Payload::Json(obj), stream, modality)
         };
@@ -239,34 +301,42 @@ impl ClientRequest {
 mod tests {
     use super::*;
 
+    fn parse_static(body: &'static [u8]) -> Result<JsonObject, String> {
+        JsonObject::parse(&Bytes::from_static(body))
+    }
+
     #[test]
     fn model_is_rewritten_and_everything_else_kept() {
         let body = serde_json::json!({"model": "client-choice", "messages": [{"role": "user", "content": "hi \"there\""}], "temperature": 0.5});
-        let obj = JsonObject::parse(body.to_string().as_bytes()).unwrap();
+        let obj = JsonObject::parse(&Bytes::from(body.to_string())).unwrap();
         let out: Value = serde_json::from_slice(&obj.with_model("gpt-x")).unwrap();
         assert_eq!(out["model"], "gpt-x");
         assert_eq!(out["messages"][0]["content"], "hi \"there\"");
         assert_eq!(out["temperature"], 0.5);
-        let no_model = JsonObject::parse(br#"{"input": "x"}"#).unwrap();
+        let no_model = parse_static(br#"{"input": "x"}"#).unwrap();
         let out: Value = serde_json::from_slice(&no_model.with_model("emb")).unwrap();
         assert_eq!(out["model"], "emb");
-        assert!(JsonObject::parse(b"[1, 2]").is_err());
-        assert!(JsonObject::parse(b"{broken").is_err());
+        // Keys with escapes keep their meaning; an escaped `model` is still the model.
+        let escaped = parse_static(br#"{"a\"b": 1, "mo\u0064el": "old", "n": [1]}"#).unwrap();
+        let out: Value = serde_json::from_slice(&escaped.with_model("new")).unwrap();
+        assert_eq!(out, serde_json::json!({"model": "new", "a\"b": 1, "n": [1]}));
+        assert_eq!(escaped.raw("n"), Some(&b"[1]"[..]));
+        assert!(parse_static(b"[1, 2]").is_err());
+        assert!(parse_static(b"{broken").is_err());
     }
 
     #[test]
     fn only_requests_with_media_parts_are_parsed_deeper() {
-        let vision = JsonObject::parse(
+        let vision = parse_static(
             br#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}"#,
         )
         .unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &vision), Ok(Modality::Vision));
-        let text = JsonObject::parse(br#"{"messages": [{"role": "user", "content": "what is an image_url field?"}]}"#)
-            .unwrap();
+        let text =
+            parse_static(br#"{"messages": [{"role": "user", "content": "what is an image_url field?"}]}"#).unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &text), Ok(Modality::Text));
         let quoted =
-            JsonObject::parse(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#)
-                .unwrap();
+            parse_static(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#).unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &quoted), Ok(Modality::Text));
     }
 

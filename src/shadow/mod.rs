@@ -4,8 +4,7 @@ mod call;
 mod job;
 pub mod sampling;
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use crate::config::Candidate;
 use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
-use crate::rng::{fnv1a, Prehashed};
+use crate::rng::fnv1a;
 use crate::state::{RouteState, Snapshot};
 
 pub use job::comparator_for;
@@ -46,13 +45,32 @@ pub struct Served {
     pub model: Arc<str>,
 }
 
-/// Bounded memory of recently served request ids, keyed by a 64-bit hash of the id so the
-/// request path neither copies the id nor hashes it twice (two live ids colliding among
-/// 100,000 has odds of about 1 in 10^9).
+/// The last `SERVED_CAPACITY` served requests, as a ring: a request writes one slot in order
+/// (no hash-table probe, no eviction walk), and the rare feedback call scans for its id's
+/// 64-bit hash, newest first (two live ids colliding among 100,000 has odds of about 1 in 10^9).
 #[derive(Default)]
 struct ServedLog {
-    map: HashMap<u64, Served, BuildHasherDefault<Prehashed>>,
-    order: VecDeque<u64>,
+    ids: Vec<u64>,
+    who: Vec<Served>,
+    next: usize,
+}
+
+impl ServedLog {
+    fn push(&mut self, id: u64, served: Served) {
+        if self.ids.len() < SERVED_CAPACITY {
+            self.ids.push(id);
+            self.who.push(served);
+        } else {
+            self.ids[self.next] = id;
+            self.who[self.next] = served;
+        }
+        self.next = (self.next + 1) % SERVED_CAPACITY;
+    }
+
+    fn find(&self, id: u64) -> Option<&Served> {
+        let newest_first = (0..self.next).rev().chain((self.next..self.ids.len()).rev());
+        newest_first.into_iter().find(|i| self.ids[*i] == id).map(|i| &self.who[i])
+    }
 }
 
 const SERVED_CAPACITY: usize = 100_000;
@@ -132,20 +150,11 @@ impl Shadow {
 
     /// Remembers who served a request, for feedback.
     pub fn served(&self, request_id: &str, served: Served) {
-        let id = fnv1a(request_id.as_bytes());
-        let mut log = lock(&self.served);
-        if log.map.insert(id, served).is_none() {
-            log.order.push_back(id);
-        }
-        while log.order.len() > SERVED_CAPACITY {
-            if let Some(old) = log.order.pop_front() {
-                log.map.remove(&old);
-            }
-        }
+        lock(&self.served).push(fnv1a(request_id.as_bytes()), served);
     }
 
     pub fn lookup_served(&self, request_id: &str) -> Option<Served> {
-        lock(&self.served).map.get(&fnv1a(request_id.as_bytes())).cloned()
+        lock(&self.served).find(fnv1a(request_id.as_bytes())).cloned()
     }
 }
 
@@ -228,4 +237,31 @@ pub fn start(
     };
     app.tasks.spawn(job.run(rx));
     Some(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(model: &str) -> Served {
+        Served { route: Arc::from("r"), model: Arc::from(model) }
+    }
+
+    #[test]
+    fn the_served_log_keeps_the_newest_and_forgets_the_oldest() {
+        let shadow = Shadow::default();
+        assert!(shadow.lookup_served("nope").is_none());
+        for i in 0..SERVED_CAPACITY + 10 {
+            shadow.served(&format!("req-{i}"), who(&format!("m{i}")));
+        }
+        // The ten oldest were overwritten; the ones after them, and the newest, are there.
+        assert!(shadow.lookup_served("req-0").is_none());
+        assert!(shadow.lookup_served("req-9").is_none());
+        assert_eq!(&*shadow.lookup_served("req-10").unwrap().model, "m10");
+        let last = SERVED_CAPACITY + 9;
+        assert_eq!(&*shadow.lookup_served(&format!("req-{last}")).unwrap().model, format!("m{last}"));
+        // An id served twice answers with its latest server.
+        shadow.served("req-10", who("again"));
+        assert_eq!(&*shadow.lookup_served("req-10").unwrap().model, "again");
+    }
 }

@@ -106,12 +106,39 @@ pub struct Capture {
 }
 
 /// The two fields metering needs; serde skips the rest of the body without building it.
+/// A body this does not fit (say, `usage` that is not an object) is read as a `Value`.
 #[derive(serde::Deserialize)]
 struct Metering {
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<UsageFields>,
     #[serde(default)]
     error: Option<Value>,
+}
+
+/// The token counts of a `usage` object, read without building a map.
+#[derive(serde::Deserialize)]
+struct UsageFields {
+    prompt_tokens: Option<serde_json::Number>,
+    input_tokens: Option<serde_json::Number>,
+    completion_tokens: Option<serde_json::Number>,
+    output_tokens: Option<serde_json::Number>,
+}
+
+impl UsageFields {
+    fn usage(&self) -> Option<Usage> {
+        let input = count(&self.prompt_tokens).or_else(|| count(&self.input_tokens));
+        let output = count(&self.completion_tokens).or_else(|| count(&self.output_tokens));
+        if input.is_none() && output.is_none() {
+            return None;
+        }
+        Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
+    }
+}
+
+/// A token count: a whole number, or a finite non-negative one truncated.
+fn count(n: &Option<serde_json::Number>) -> Option<u64> {
+    let n = n.as_ref()?;
+    n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -205,7 +232,7 @@ impl Capture {
         }
         if self.usage_only {
             if let Ok(m) = serde_json::from_slice::<Metering>(body) {
-                self.usage = m.usage.as_ref().and_then(parse_usage);
+                self.usage = m.usage.as_ref().and_then(UsageFields::usage);
                 if let Some(e) = m.error.as_ref() {
                     self.set_error(e);
                 }
@@ -243,17 +270,8 @@ fn args_text(v: &Value) -> Cow<'_, str> {
 
 /// Accepts both the chat (`prompt_tokens`) and the responses (`input_tokens`) naming.
 fn parse_usage(u: &Value) -> Option<Usage> {
-    let obj = u.as_object()?;
-    let num = |key: &str| {
-        obj.get(key)
-            .and_then(|n| n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)))
-    };
-    let input = num("prompt_tokens").or_else(|| num("input_tokens"));
-    let output = num("completion_tokens").or_else(|| num("output_tokens"));
-    if input.is_none() && output.is_none() {
-        return None;
-    }
-    Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
+    use serde::Deserialize;
+    UsageFields::deserialize(u).ok()?.usage()
 }
 
 fn error_message(e: &Value) -> String {
