@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 
 use prometheus::{Counter, Histogram, IntCounter};
 
-use crate::client::{Client, ClientError, Origin, PooledBody};
+use crate::client::{Client, ClientError, Origin, UpstreamBody};
 use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
 use crate::metrics::Metrics;
 use crate::proxy::modality::{Endpoint, Modality};
@@ -27,7 +27,7 @@ pub struct Upstream {
 impl Upstream {
     /// Sends a prepared request (from [`Wire::uri`] and [`Wire::set_headers`]) to the model,
     /// on the client's pool or, for shadow, noise and judge calls, the background pool.
-    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<Response<PooledBody>, ClientError> {
+    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<Response<UpstreamBody>, ClientError> {
         let Some(origin) = &self.wire.origin else {
             return Err(ClientError::Connect(format!("bad upstream URL: {}", self.model.url)));
         };

@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 use super::capture::{Capture, Captured};
 use super::BoxError;
-use crate::client::PooledBody;
+use crate::client::UpstreamBody;
 
 /// The request body sent upstream: the client's bytes as one or more shared slices.
 #[derive(Debug, Default)]
@@ -25,6 +25,11 @@ impl UpBody {
     pub fn new(chunks: Vec<Bytes>) -> UpBody {
         let len = chunks.iter().map(|c| c.len() as u64).sum();
         UpBody { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(), len }
+    }
+
+    /// The body's bytes, for a client that writes them itself.
+    pub fn into_chunks(self) -> VecDeque<Bytes> {
+        self.chunks
     }
 }
 
@@ -88,7 +93,7 @@ type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 /// The upstream's body passed through frame by frame as it arrives, with an idle and a
 /// total deadline, feeding a bounded capture, and reporting once when it ends.
 pub struct Observed {
-    inner: PooledBody,
+    inner: UpstreamBody,
     idle: Duration,
     total_deadline: tokio::time::Instant,
     /// One timer for both clocks: it fires at the earlier of the idle and total deadlines.
@@ -105,7 +110,7 @@ pub struct StreamTimeout(&'static str);
 
 impl Observed {
     pub fn new(
-        inner: PooledBody,
+        inner: UpstreamBody,
         idle: Duration,
         total_deadline: Instant,
         capture: Capture,

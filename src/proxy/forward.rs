@@ -14,7 +14,7 @@ use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
-use crate::client::{ClientError, PooledBody};
+use crate::client::{ClientError, UpstreamBody};
 use crate::evaluate::Timing;
 use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
@@ -151,7 +151,7 @@ fn respond(
     route: &str,
     modality: Modality,
     up: &Upstream,
-    resp: Response<PooledBody>,
+    resp: Response<UpstreamBody>,
     request_id: &HeaderValue,
     t: Timings,
     tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,

@@ -1,0 +1,370 @@
+//! HTTP/1.1 on the wire, without I/O: the request head, the response head, how the body is framed, and the body decoder.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// A response head larger than this is refused.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// More response headers than this are refused.
+const MAX_HEADERS: usize = 128;
+/// A chunk-size or trailer line longer than this is refused.
+const MAX_LINE: usize = 4096;
+
+/// Appends `METHOD target HTTP/1.1`, the headers (without framing or connection headers,
+/// which the router decides) and `content-length: len` to `out`.
+pub fn encode_head(method: &http::Method, target: &str, headers: &HeaderMap, len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The connection may carry another request once this body ends.
+    pub keep_alive: bool,
+}
+
+/// How the response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// At end of stream; the connection cannot be reused.
+    Eof,
+}
+
+/// Parses a final response head from the front of `buf`, consuming it (and any interim 1xx
+/// heads before it). `Ok(None)`: more bytes are needed.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
+    loop {
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut raw);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                return Err(format!("response head larger than {MAX_HEAD} bytes"))
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(format!("invalid response head: {e}")),
+        };
+        let code = resp.code.unwrap_or(0);
+        let http11 = resp.version == Some(1);
+        // Where each header's name and value sit in the head, so values can share its bytes.
+        let base = buf.as_ptr() as usize;
+        let spans: Vec<(usize, usize, usize, usize)> = resp
+            .headers
+            .iter()
+            .map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len()))
+            .collect();
+        let head = buf.split_to(len).freeze();
+        if (100..200).contains(&code) {
+            if code == 101 {
+                return Err("the upstream switched protocols (101), which the router does not support".into());
+            }
+            continue;
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for (n, nl, v, vl) in spans {
+            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "invalid header name".to_string())?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                .map_err(|_| format!("invalid value for header {name}"))?;
+            headers.append(name, value);
+        }
+        let framing = framing(status, &headers)?;
+        let keep_alive = framing != Framing::Eof
+            && if http11 { !connection_has(&headers, "close") } else { connection_has(&headers, "keep-alive") };
+        return Ok(Some(Head { status, headers, framing, keep_alive }));
+    }
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// RFC 9112 section 6.3, for responses to requests that are not HEAD.
+fn framing(status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Length(0));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|t| !t.is_empty());
+        return Ok(if last.is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            Framing::Chunked
+        } else {
+            Framing::Eof
+        });
+    }
+    let mut length = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        for part in v.to_str().map_err(|_| "invalid content-length".to_string())?.split(',') {
+            let n: u64 = part.trim().parse().map_err(|_| format!("invalid content-length {part:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length values".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::Eof, Framing::Length))
+}
+
+/// Where the body decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    Length(u64),
+    /// Before a chunk-size line.
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer lines, up to the empty one.
+    Trailers,
+    Eof,
+    Done,
+}
+
+/// What one decoding step produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    /// More bytes are needed from the connection.
+    More,
+    Done,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Decoder {
+        match framing {
+            Framing::Length(0) => Decoder::Done,
+            Framing::Length(n) => Decoder::Length(n),
+            Framing::Chunked => Decoder::ChunkSize,
+            Framing::Eof => Decoder::Eof,
+        }
+    }
+
+    /// Decodes from the front of `buf`, consuming what it used; body bytes share `buf`'s memory.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, String> {
+        loop {
+            match *self {
+                Decoder::Done => return Ok(Step::Done),
+                Decoder::Length(n) | Decoder::ChunkData(n) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let take = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    let left = n - take as u64;
+                    *self = match (*self, left) {
+                        (Decoder::Length(_), 0) => Decoder::Done,
+                        (Decoder::Length(_), _) => Decoder::Length(left),
+                        (_, 0) => Decoder::ChunkEnd,
+                        _ => Decoder::ChunkData(left),
+                    };
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                Decoder::Eof => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    return Ok(Step::Data(buf.split().freeze()));
+                }
+                Decoder::ChunkSize => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
+                    let digits = line.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+                    let size = std::str::from_utf8(digits)
+                        .ok()
+                        .filter(|d| !d.is_empty())
+                        .and_then(|d| u64::from_str_radix(d, 16).ok())
+                        .ok_or_else(|| format!("invalid chunk size {:?}", String::from_utf8_lossy(digits)))?;
+                    *self = if size == 0 { Decoder::Trailers } else { Decoder::ChunkData(size) };
+                }
+                Decoder::ChunkEnd => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
+                    if !line.is_empty() {
+                        return Err("chunk data longer than its size".into());
+                    }
+                    *self = Decoder::ChunkSize;
+                }
+                Decoder::Trailers => {
+                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
+                    if line.is_empty() {
+                        *self = Decoder::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes one line (without its CRLF or bare LF) from the front of `buf`.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    match memchr::memchr(b'\n', buf) {
+        Some(i) => {
+            let mut line = buf.split_to(i + 1).freeze();
+            line.truncate(i);
+            if line.last() == Some(&b'\r') {
+                line.truncate(i - 1);
+            }
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(format!("chunk line longer than {MAX_LINE} bytes")),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<Head>, String> {
+        parse_head(&mut BytesMut::from(text))
+    }
+
+    #[test]
+    fn request_head_has_the_routers_framing_only() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("up:8080"));
+        h.insert("content-length", HeaderValue::from_static("999"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-a", HeaderValue::from_static("b"));
+        let mut out = Vec::new();
+        encode_head(&http::Method::POST, "/v1/chat/completions?x=1", &h, 12, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: b\r\ncontent-length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").unwrap().unwrap();
+        assert_eq!((h.status, h.framing, h.keep_alive), (StatusCode::OK, Framing::Length(5), true));
+        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
+        let h = head("HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Eof, false));
+        let h = head("HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Length(0));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: Close\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n").unwrap().unwrap();
+        assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n").is_err());
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_partial_heads_wait() {
+        let mut buf =
+            BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\nrest");
+        let h = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert_eq!(&buf[..], b"rest");
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-le").unwrap().is_none());
+        assert!(head("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_err());
+        assert!(head("garbage\r\n\r\n").is_err());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(head(&huge).is_err());
+    }
+
+    #[test]
+    fn header_values_keep_their_bytes() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers["content-type"], "text/event-stream");
+        let multi: Vec<_> = h.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["a", "b"]);
+    }
+
+    /// Feeds `wire` to a decoder in pieces of `piece` bytes and returns the body and what was left.
+    fn decode(framing: Framing, wire: &[u8], piece: usize) -> Result<(Vec<u8>, Vec<u8>, bool), String> {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match d.step(&mut buf)? {
+                Step::Data(b) => body.extend_from_slice(&b),
+                Step::Done => return Ok((body, buf.to_vec(), true)),
+                Step::More if fed >= wire.len() => return Ok((body, buf.to_vec(), false)),
+                Step::More => {
+                    let end = (fed + piece).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\ntrailer: x\r\n\r\nNEXT";
+        for piece in [1, 2, 3, 7, 64, 1000] {
+            let (body, rest, done) = decode(Framing::Chunked, wire, piece).unwrap();
+            assert!(done, "piece {piece}");
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "piece {piece}");
+            // The decoder stops at the end of the message; a short read may not have fed the rest.
+            assert!(b"NEXT".starts_with(&rest), "piece {piece}: {rest:?}");
+        }
+        // Bare LF line endings are accepted.
+        let (body, _, done) = decode(Framing::Chunked, b"3\nabc\n0\n\n", 4).unwrap();
+        assert_eq!((body.as_slice(), done), (&b"abc"[..], true));
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        assert!(decode(Framing::Chunked, b"zz\r\nhello\r\n", 64).is_err());
+        assert!(decode(Framing::Chunked, b"\r\n", 64).is_err());
+        assert!(decode(Framing::Chunked, b"2\r\nhello\r\n", 64).is_err());
+        assert!(decode(Framing::Chunked, &[b'1'; MAX_LINE + 10], 64).is_err());
+        // Cut off: not an error here, just not done; the connection's EOF makes it one.
+        let (_, _, done) = decode(Framing::Chunked, b"5\r\nhel", 64).unwrap();
+        assert!(!done);
+    }
+
+    #[test]
+    fn length_and_eof_bodies() {
+        let (body, rest, done) = decode(Framing::Length(5), b"helloEXTRA", 3).unwrap();
+        assert_eq!((body.as_slice(), done), (&b"hello"[..], true));
+        assert!(b"EXTRA".starts_with(&rest));
+        let (body, _, done) = decode(Framing::Length(0), b"", 3).unwrap();
+        assert_eq!((body.len(), done), (0, true));
+        let (body, _, done) = decode(Framing::Eof, b"until the end", 4).unwrap();
+        assert_eq!((body.as_slice(), done), (&b"until the end"[..], false));
+    }
+}
