@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 
 use prometheus::{Counter, Histogram, IntCounter};
 
@@ -107,6 +107,9 @@ pub struct RouteState {
     /// Metric handles for each model that can serve this route, resolved once per swap
     /// so the request path never hashes label values.
     pub series: HashMap<String, Arc<ModelSeries>>,
+    /// `match.headers` as header names and values, parsed once per swap; a name or value
+    /// that no request can carry makes the route unmatchable (`None`).
+    match_headers: Option<Vec<(HeaderName, HeaderValue)>>,
 }
 
 /// The request path's metric series for one (route, model).
@@ -172,9 +175,9 @@ impl Snapshot {
     pub fn route_for(&self, modality: Modality, headers: &HeaderMap) -> Option<&RouteState> {
         self.routes.iter().find(|r| {
             r.route.modalities.contains(&modality)
-                && r.route.match_headers.iter().all(|(name, value)| {
-                    headers.get(name.as_str()).and_then(|v| v.to_str().ok()) == Some(value.as_str())
-                })
+                && r.match_headers
+                    .as_ref()
+                    .is_some_and(|m| m.iter().all(|(name, value)| headers.get(name) == Some(value)))
         })
     }
 
@@ -243,7 +246,12 @@ pub fn prepare(
                 .chain(&route.fallbacks)
                 .map(|m| (m.clone(), Arc::new(ModelSeries::new(metrics, &route.name, &route.modalities, m))))
                 .collect();
-            RouteState { route: route.clone(), leader, candidates, series }
+            let match_headers = route
+                .match_headers
+                .iter()
+                .map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+                .collect();
+            RouteState { route: route.clone(), leader, candidates, series, match_headers }
         })
         .collect();
     Snapshot { config, routes, upstreams, generation, loaded_at: SystemTime::now(), last_reload }

@@ -4,6 +4,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::proxy::headers::HOP_BY_HOP;
+
 /// A response head larger than this is refused.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// More response headers than this are refused.
@@ -82,47 +84,82 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
             continue;
         }
         let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
+        // Connection-level headers are read here and not passed on: the response handed back
+        // carries end-to-end headers only (RFC 9110 section 7.6.1).
         let mut headers = HeaderMap::with_capacity(spans.len());
+        let mut conn = Connection::default();
+        let mut chunked = None;
         for (n, nl, v, vl) in spans {
             let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "invalid header name".to_string())?;
-            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-                .map_err(|_| format!("invalid value for header {name}"))?;
-            headers.append(name, value);
+            let raw = &head[v..v + vl];
+            if name == CONNECTION {
+                conn.read(raw);
+            } else if name == TRANSFER_ENCODING {
+                chunked = tokens(raw).next_back().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
+            } else if !HOP_BY_HOP.contains(&name.as_str()) {
+                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                    .map_err(|_| format!("invalid value for header {name}"))?;
+                headers.append(name, value);
+            }
         }
-        let framing = framing(status, &headers)?;
-        let keep_alive = framing != Framing::Eof
-            && if http11 { !connection_has(&headers, "close") } else { connection_has(&headers, "keep-alive") };
+        for listed in &conn.listed {
+            if let Ok(name) = HeaderName::from_bytes(listed) {
+                headers.remove(name);
+            }
+        }
+        let framing = match chunked {
+            // Transfer-Encoding overrides Content-Length, which must not be passed on with it.
+            Some(chunked) => {
+                headers.remove(CONTENT_LENGTH);
+                if chunked && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+                    Framing::Chunked
+                } else {
+                    framing(status, &headers, true)?
+                }
+            }
+            None => framing(status, &headers, false)?,
+        };
+        let keep_alive = framing != Framing::Eof && if http11 { !conn.close } else { conn.keep_alive };
         return Ok(Some(Head { status, headers, framing, keep_alive }));
     }
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+/// What a response's `Connection` headers say.
+#[derive(Default)]
+struct Connection {
+    close: bool,
+    keep_alive: bool,
+    /// Other header names it lists, which are hop-by-hop too.
+    listed: Vec<Vec<u8>>,
 }
 
-/// RFC 9112 section 6.3, for responses to requests that are not HEAD.
-fn framing(status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+impl Connection {
+    fn read(&mut self, value: &[u8]) {
+        for t in tokens(value) {
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else {
+                self.listed.push(t.to_vec());
+            }
+        }
+    }
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
+/// RFC 9112 section 6.3, for responses to requests that are not HEAD. `transfer_coded`:
+/// a Transfer-Encoding other than chunked was sent, so the body runs to the end of the connection.
+fn framing(status: StatusCode, headers: &HeaderMap, transfer_coded: bool) -> Result<Framing, String> {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        return Ok(if last.is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-            Framing::Chunked
-        } else {
-            Framing::Eof
-        });
+    if transfer_coded {
+        return Ok(Framing::Eof);
     }
     let mut length = None;
     for v in headers.get_all(CONTENT_LENGTH) {
@@ -281,6 +318,8 @@ mod tests {
         assert!(!h.keep_alive);
         let h = head("HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n").unwrap().unwrap();
         assert!(h.keep_alive);
+        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
         let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::Length(5));
         assert!(head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n").is_err());
@@ -299,6 +338,20 @@ mod tests {
         assert!(head("garbage\r\n\r\n").is_err());
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
         assert!(head(&huge).is_err());
+    }
+
+    #[test]
+    fn only_end_to_end_headers_are_handed_back() {
+        let h = head(concat!(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 12\r\nUpgrade: h2c\r\nTrailer: x\r\n",
+            "X-Private: secret\r\nContent-Type: text/event-stream\r\n\r\n"
+        ))
+        .unwrap()
+        .unwrap();
+        let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
     }
 
     #[test]

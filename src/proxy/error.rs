@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use super::headers::X_REQUEST_ID;
 use super::modality::ClassifyError;
 use super::RespBody;
 
@@ -70,7 +71,7 @@ impl ProxyError {
         let (kind, code) = self.kind();
         let mut resp = json_response(self.status(), &error_body(&self.to_string(), kind, code));
         let headers = resp.headers_mut();
-        headers.insert("x-request-id", request_id.clone());
+        headers.insert(X_REQUEST_ID, request_id.clone());
         // The SDKs retry 5xx by default; a 4xx of ours will fail the same way again.
         let retry = if self.status().is_server_error() { "true" } else { "false" };
         headers.insert("x-should-retry", HeaderValue::from_static(retry));

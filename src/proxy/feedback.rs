@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::{json_response, ProxyError};
+use super::headers::X_REQUEST_ID;
 use super::RespBody;
 use crate::app::SharedApp;
 use crate::store::{self, FeedbackRecord, Write};
@@ -62,7 +63,7 @@ pub async fn handle(
         StatusCode::OK,
         &serde_json::json!({"status": "recorded", "route": &*served.route, "model": &*served.model, "score": score}),
     );
-    resp.headers_mut().insert("x-request-id", request_id.clone());
+    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     Ok(resp)
 }
 

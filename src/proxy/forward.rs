@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use super::body::{Finished, Observed, Outcome};
 use super::capture::{Capture, Format};
 use super::error::ProxyError;
-use super::headers::strip_hop_by_hop;
+use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODEL};
 use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
@@ -128,7 +128,7 @@ fn build_request(
     let mut builder = Request::post(uri);
     if let Some(h) = builder.headers_mut() {
         *h = req.forward_headers();
-        h.insert("x-request-id", request_id.clone());
+        h.insert(X_REQUEST_ID, request_id.clone());
         up.wire.set_headers(h);
     }
     builder
@@ -158,10 +158,9 @@ fn respond(
     series: Option<Arc<ModelSeries>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert("x-request-id", request_id.clone());
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
     if let Some(v) = &up.wire.name {
-        parts.headers.insert("x-shadowroute-model", v.clone());
+        parts.headers.insert(X_SHADOWROUTE_MODEL, v.clone());
     }
     let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let success = parts.status.is_success();

@@ -2,8 +2,15 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1), stripped in both directions.
-const HOP_BY_HOP: &[&str] = &[
+/// The router's own headers, as constants: a name from a string is parsed and hashed on every use.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_SHADOWROUTE_MODEL: HeaderName = HeaderName::from_static("x-shadowroute-model");
+pub const X_SHADOWROUTE_MODALITY: HeaderName = HeaderName::from_static("x-shadowroute-modality");
+pub const X_SHADOWROUTE_SHADOW: HeaderName = HeaderName::from_static("x-shadowroute-shadow");
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), stripped in both directions (responses by
+/// the upstream client, which hands back end-to-end headers only).
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -21,22 +28,6 @@ const CREDENTIALS: &[&str] =
 
 /// Headers the router sets itself on the upstream request.
 const REPLACED: &[&str] = &["host", "content-length", "accept-encoding", "x-request-id"];
-
-/// Removes hop-by-hop headers, including those the `Connection` header names. One pass over
-/// the names present (usually none or two), instead of a lookup per hop-by-hop name.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = {
-        let listed = connection_listed(headers);
-        headers
-            .keys()
-            .filter(|n| HOP_BY_HOP.contains(&n.as_str()) || listed.iter().any(|l| l.eq_ignore_ascii_case(n.as_str())))
-            .cloned()
-            .collect()
-    };
-    for name in doomed {
-        headers.remove(name);
-    }
-}
 
 /// The header names a `Connection` header lists (hop-by-hop for this connection only).
 fn connection_listed(headers: &HeaderMap) -> Vec<&str> {

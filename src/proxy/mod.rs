@@ -20,11 +20,11 @@ use hyper::body::Incoming;
 
 pub use body::UpBody;
 use error::ProxyError;
+use headers::X_REQUEST_ID;
 
 use crate::app::SharedApp;
-use std::sync::Arc;
-
 use crate::state::Snapshot;
+use std::sync::Arc;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body the router sends.
@@ -123,6 +123,6 @@ fn models_list(snap: &Snapshot, request_id: &HeaderValue) -> Response<RespBody> 
         .collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     let mut resp = error::json_response(StatusCode::OK, &serde_json::json!({"object": "list", "data": data}));
-    resp.headers_mut().insert("x-request-id", request_id.clone());
+    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     resp
 }

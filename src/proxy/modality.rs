@@ -1,9 +1,10 @@
 //! Which modality a request is: a pure function of its path, override header and body.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 /// The kinds of traffic a route can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,14 +137,10 @@ pub enum ClassifyError {
     OverrideMismatch { modality: Modality, path: &'static str },
 }
 
-/// Classifies a request. `body` is the parsed JSON object (None for multipart bodies).
-/// Audio outranks vision, vision outranks text; the override header may pick any of
-/// the modalities the endpoint can carry.
-pub fn classify(
-    endpoint: Endpoint,
-    override_header: Option<&str>,
-    body: Option<&Map<String, Value>>,
-) -> Result<Modality, ClassifyError> {
+/// Classifies a request. `parts` is what its content parts carry (see [`scan_parts`]; the
+/// default for bodies without any). Audio outranks vision, vision outranks text; the override
+/// header may pick any of the modalities the endpoint can carry.
+pub fn classify(endpoint: Endpoint, override_header: Option<&str>, parts: Seen) -> Result<Modality, ClassifyError> {
     if let Some(raw) = override_header {
         let modality: Modality = raw.parse().map_err(ClassifyError::BadOverride)?;
         let fits = match endpoint.fixed() {
@@ -159,71 +156,171 @@ pub fn classify(
         return Ok(fixed);
     }
     debug_assert!(endpoint.is_conversational());
-    let mut seen = Seen::default();
-    if let Some(body) = body {
-        match endpoint {
-            Endpoint::ChatCompletions => {
-                for message in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
-                    scan_content(message.get("content"), &mut seen);
-                }
-            }
-            Endpoint::Responses => scan_responses_input(body.get("input"), &mut seen),
-            _ => {}
-        }
-    }
-    Ok(if seen.audio {
+    Ok(if parts.audio {
         Modality::Audio
-    } else if seen.image {
+    } else if parts.image {
         Modality::Vision
     } else {
         Modality::Text
     })
 }
 
-#[derive(Default)]
-struct Seen {
-    image: bool,
-    audio: bool,
+/// Which media a conversational request's content parts carry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub image: bool,
+    pub audio: bool,
 }
 
-/// Content is a string (text) or a list of typed parts.
-fn scan_content(content: Option<&Value>, seen: &mut Seen) {
-    for part in content.and_then(Value::as_array).into_iter().flatten() {
-        scan_part(part, seen);
+/// The body field whose content parts decide the modality of `endpoint`, if any.
+pub fn parts_field(endpoint: Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::ChatCompletions => Some("messages"),
+        Endpoint::Responses => Some("input"),
+        _ => None,
     }
 }
 
-fn scan_part(part: &Value, seen: &mut Seen) {
-    match part.get("type").and_then(Value::as_str) {
+/// Scans the raw JSON of the [`parts_field`] for media parts: chat `messages` carry parts in
+/// their `content`; Responses `input` items are parts themselves or messages with parts.
+/// Everything is borrowed from the body (an inline image is never copied); shapes that are
+/// not parts are ignored.
+pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
+    let mut seen = Seen::default();
+    for item in elements(raw) {
+        let Some(fields) = PartFields::of(item) else { continue };
+        if endpoint == Endpoint::Responses {
+            scan_part(&fields, &mut seen);
+        }
+        if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) {
+            for part in fields.content.map(|c| elements(c.get().as_bytes())).unwrap_or_default() {
+                if let Some(p) = PartFields::of(part) {
+                    scan_part(&p, &mut seen);
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// The elements of a JSON array (none for anything else).
+fn elements(raw: &[u8]) -> Vec<&RawValue> {
+    serde_json::from_slice(raw).unwrap_or_default()
+}
+
+/// The fields of a part (or message) that classification reads, each still raw JSON.
+/// A field that is present but null is `Some("null")`, as a JSON reader would see it.
+#[derive(Default, serde::Deserialize)]
+struct PartFields<'a> {
+    #[serde(rename = "type", default, borrow, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    file: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    file_data: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    filename: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+impl<'a> PartFields<'a> {
+    /// The fields of an object; None for anything that is not one (serde would also read
+    /// an array into the fields in order, which a JSON reader would not).
+    fn of(raw: &'a RawValue) -> Option<PartFields<'a>> {
+        raw.get().starts_with('{').then(|| serde_json::from_str(raw.get()).ok()).flatten()
+    }
+}
+
+/// A raw JSON string's text; None for other values.
+fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = raw?.get();
+    match serde_json::from_str::<&str>(raw) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+    }
+}
+
+fn scan_part(part: &PartFields<'_>, seen: &mut Seen) {
+    match text(part.kind).as_deref() {
         Some("image_url" | "input_image" | "image") => seen.image = true,
         Some("input_audio" | "audio") => seen.audio = true,
-        Some("file" | "input_file") if file_is_image(part) => {
-            seen.image = true;
-        }
+        Some("file" | "input_file") if file_is_image(part) => seen.image = true,
         _ => {}
     }
 }
 
 /// A `file` part counts as an image when its data URL or file name says so.
-fn file_is_image(part: &Value) -> bool {
-    let file = part.get("file").unwrap_or(part);
-    let data = file.get("file_data").and_then(Value::as_str).unwrap_or("");
-    let name = file.get("filename").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+fn file_is_image(part: &PartFields<'_>) -> bool {
+    let nested;
+    let file = match part.file {
+        Some(raw) => {
+            nested = PartFields::of(raw).unwrap_or_default();
+            &nested
+        }
+        None => part,
+    };
+    let data = text(file.file_data).unwrap_or_default();
+    let name = text(file.filename).unwrap_or_default().to_ascii_lowercase();
     data.starts_with("data:image/") || [".png", ".jpg", ".jpeg", ".gif", ".webp"].iter().any(|ext| name.ends_with(ext))
-}
-
-/// Responses API `input`: a string, or items that are parts or messages with parts.
-fn scan_responses_input(input: Option<&Value>, seen: &mut Seen) {
-    for item in input.and_then(Value::as_array).into_iter().flatten() {
-        scan_part(item, seen);
-        scan_content(item.get("content"), seen);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// Classifies a whole JSON body the way the request path does: the parts field's raw text, scanned.
+    fn classify_body(e: Endpoint, header: Option<&str>, body: &Value) -> Result<Modality, ClassifyError> {
+        let raw = parts_field(e).and_then(|f| body.get(f)).map(|v| v.to_string()).unwrap_or_default();
+        classify(e, header, scan_parts(e, raw.as_bytes()))
+    }
+
+    /// The reading of parts over a JSON value tree that the scan replaced, kept as its oracle.
+    fn oracle(e: Endpoint, body: &Value) -> Seen {
+        fn part(p: &Value, seen: &mut Seen) {
+            match p.get("type").and_then(Value::as_str) {
+                Some("image_url" | "input_image" | "image") => seen.image = true,
+                Some("input_audio" | "audio") => seen.audio = true,
+                Some("file" | "input_file") => {
+                    let file = p.get("file").unwrap_or(p);
+                    let data = file.get("file_data").and_then(Value::as_str).unwrap_or("");
+                    let name = file.get("filename").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                    if data.starts_with("data:image/")
+                        || [".png", ".jpg", ".jpeg", ".gif", ".webp"].iter().any(|x| name.ends_with(x))
+                    {
+                        seen.image = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        fn content(c: Option<&Value>, seen: &mut Seen) {
+            for p in c.and_then(Value::as_array).into_iter().flatten() {
+                part(p, seen);
+            }
+        }
+        let mut seen = Seen::default();
+        match e {
+            Endpoint::ChatCompletions => {
+                for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+                    content(m.get("content"), &mut seen);
+                }
+            }
+            Endpoint::Responses => {
+                for item in body.get("input").and_then(Value::as_array).into_iter().flatten() {
+                    part(item, &mut seen);
+                    content(item.get("content"), &mut seen);
+                }
+            }
+            _ => {}
+        }
+        seen
+    }
 
     fn chat(content: Value) -> Value {
         json!({"model": "x", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}]})
@@ -244,10 +341,10 @@ mod tests {
         for e in [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Responses] {
             let body =
                 json!({"model": "x", "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi"});
-            assert_eq!(classify(e, None, body.as_object()), Ok(Modality::Text), "{e:?}");
+            assert_eq!(classify_body(e, None, &body), Ok(Modality::Text), "{e:?}");
         }
         let parts = chat(json!([{"type": "text", "text": "hi"}]));
-        assert_eq!(classify(Endpoint::ChatCompletions, None, parts.as_object()), Ok(Modality::Text));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, None, &parts), Ok(Modality::Text));
     }
 
     #[test]
@@ -255,13 +352,13 @@ mod tests {
         let url = chat(
             json!([{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]),
         );
-        assert_eq!(classify(Endpoint::ChatCompletions, None, url.as_object()), Ok(Modality::Vision));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, None, &url), Ok(Modality::Vision));
         let file = chat(json!([{"type": "file", "file": {"file_data": "data:image/png;base64,AAAA"}}]));
-        assert_eq!(classify(Endpoint::ChatCompletions, None, file.as_object()), Ok(Modality::Vision));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, None, &file), Ok(Modality::Vision));
         let pdf = chat(json!([{"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}]));
-        assert_eq!(classify(Endpoint::ChatCompletions, None, pdf.as_object()), Ok(Modality::Text));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, None, &pdf), Ok(Modality::Text));
         let responses = json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "?"}, {"type": "input_image", "image_url": "https://x"}]}]});
-        assert_eq!(classify(Endpoint::Responses, None, responses.as_object()), Ok(Modality::Vision));
+        assert_eq!(classify_body(Endpoint::Responses, None, &responses), Ok(Modality::Vision));
     }
 
     #[test]
@@ -270,9 +367,9 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "https://x"}},
             {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
         ]));
-        assert_eq!(classify(Endpoint::ChatCompletions, None, both.as_object()), Ok(Modality::Audio));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, None, &both), Ok(Modality::Audio));
         let responses = json!({"input": [{"type": "input_audio", "input_audio": {"data": "AA"}}]});
-        assert_eq!(classify(Endpoint::Responses, None, responses.as_object()), Ok(Modality::Audio));
+        assert_eq!(classify_body(Endpoint::Responses, None, &responses), Ok(Modality::Audio));
     }
 
     #[test]
@@ -287,32 +384,34 @@ mod tests {
             (Endpoint::ImageVariations, Modality::Image),
         ];
         for (e, m) in cases {
-            assert_eq!(classify(e, None, None), Ok(m), "{e:?}");
+            assert_eq!(classify(e, None, Seen::default()), Ok(m), "{e:?}");
         }
     }
 
     #[test]
     fn override_is_validated() {
         let body = chat(json!("hi"));
-        assert_eq!(classify(Endpoint::ChatCompletions, Some("vision"), body.as_object()), Ok(Modality::Vision));
+        assert_eq!(classify_body(Endpoint::ChatCompletions, Some("vision"), &body), Ok(Modality::Vision));
         assert!(matches!(
-            classify(Endpoint::ChatCompletions, Some("pictures"), body.as_object()),
+            classify_body(Endpoint::ChatCompletions, Some("pictures"), &body),
             Err(ClassifyError::BadOverride(_))
         ));
         assert!(matches!(
-            classify(Endpoint::ChatCompletions, Some("image"), body.as_object()),
+            classify_body(Endpoint::ChatCompletions, Some("image"), &body),
             Err(ClassifyError::OverrideMismatch { .. })
         ));
         assert!(matches!(
-            classify(Endpoint::Embeddings, Some("text"), None),
+            classify(Endpoint::Embeddings, Some("text"), Seen::default()),
             Err(ClassifyError::OverrideMismatch { .. })
         ));
-        assert_eq!(classify(Endpoint::Embeddings, Some("embeddings"), None), Ok(Modality::Embeddings));
+        assert_eq!(classify(Endpoint::Embeddings, Some("embeddings"), Seen::default()), Ok(Modality::Embeddings));
     }
 
     mod prop {
-        use super::super::*;
+        use super::{classify_body, oracle};
+        use crate::proxy::modality::*;
         use proptest::prelude::*;
+        use serde_json::Value;
 
         fn arb_json() -> impl Strategy<Value = Value> {
             let leaf = prop_oneof![
@@ -320,8 +419,17 @@ mod tests {
                 any::<bool>().prop_map(Value::Bool),
                 any::<i64>().prop_map(Value::from),
                 "[a-z_]{0,12}".prop_map(Value::String),
-                prop_oneof![Just("image_url"), Just("input_audio"), Just("file"), Just("text")]
-                    .prop_map(|s| Value::String(s.into())),
+                prop_oneof![
+                    Just("image_url"),
+                    Just("input_audio"),
+                    Just("file"),
+                    Just("input_file"),
+                    Just("text"),
+                    Just("data:image/png;base64,AA"),
+                    Just("x.PNG"),
+                    Just("a\"b")
+                ]
+                .prop_map(|s| Value::String(s.into())),
             ];
             leaf.prop_recursive(5, 64, 6, |inner| {
                 prop_oneof![
@@ -333,6 +441,8 @@ mod tests {
                             Just("messages".to_string()),
                             Just("input".to_string()),
                             Just("file".to_string()),
+                            Just("file_data".to_string()),
+                            Just("filename".to_string()),
                             "[a-z]{1,6}"
                         ],
                         inner,
@@ -347,7 +457,16 @@ mod tests {
             #[test]
             fn arbitrary_bodies_never_panic(body in arb_json(), idx in 0usize..10, header in proptest::option::of("[a-z]{0,10}")) {
                 let e = Endpoint::ALL[idx];
-                let _ = classify(e, header.as_deref(), body.as_object());
+                let _ = classify_body(e, header.as_deref(), &body);
+            }
+
+            /// The scan reads parts exactly as the value-tree reading did, on any body.
+            #[test]
+            fn the_scan_agrees_with_the_value_reading(inner in arb_json(), idx in 0usize..2) {
+                let e = [Endpoint::ChatCompletions, Endpoint::Responses][idx];
+                let body = serde_json::json!({"messages": inner.clone(), "input": inner});
+                let raw = parts_field(e).and_then(|f| body.get(f)).map(|v| v.to_string()).unwrap_or_default();
+                prop_assert_eq!(scan_parts(e, raw.as_bytes()), oracle(e, &body));
             }
 
             #[test]

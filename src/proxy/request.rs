@@ -13,17 +13,18 @@ use http::{header, HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::body::UpBody;
 use super::error::ProxyError;
+use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODALITY};
 use super::modality::{self, Endpoint, Modality};
 use super::{headers, multipart};
 
 /// The request id: the client's if it sent a sane one, otherwise a new unique one:
 /// a random per-process prefix and a counter, written without allocating twice.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id") {
+    if let Some(v) = headers.get(X_REQUEST_ID) {
         let ok = !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
         if ok {
             return v.clone();
@@ -175,26 +176,29 @@ impl<'de> serde::Deserialize<'de> for RawObject<'de> {
 }
 
 /// Content parts that may make a conversational request vision or audio; without any of
-/// these strings in `messages` or `input` the request is text and is never parsed deeper.
-const PART_MARKERS: &[&str] =
-    &["\"image_url\"", "\"input_image\"", "\"image\"", "\"input_audio\"", "\"audio\"", "\"file\"", "\"input_file\""];
+/// these quoted words in `messages` or `input` the request is text and is never parsed deeper.
+const PART_WORDS: &[&[u8]] =
+    &[b"image_url", b"input_image", b"image", b"input_audio", b"audio", b"file", b"input_file"];
+
+/// Whether `raw` holds one of [`PART_WORDS`] in quotes: one pass over its quote marks.
+fn has_part_word(raw: &[u8]) -> bool {
+    memchr::memchr_iter(b'"', raw).any(|i| {
+        let rest = &raw[i + 1..];
+        PART_WORDS.iter().any(|w| rest.starts_with(w) && rest.get(w.len()) == Some(&b'"'))
+    })
+}
 
 fn classify_json(
     endpoint: Endpoint,
     override_header: Option<&str>,
     obj: &JsonObject,
 ) -> Result<Modality, modality::ClassifyError> {
-    let mut parts = Map::new();
-    for key in ["messages", "input"] {
-        if let Some(raw) = obj.raw(key) {
-            if PART_MARKERS.iter().any(|m| memchr::memmem::find(raw, m.as_bytes()).is_some()) {
-                if let Ok(v) = serde_json::from_slice::<Value>(raw) {
-                    parts.insert(key.to_string(), v);
-                }
-            }
-        }
-    }
-    modality::classify(endpoint, override_header, Some(&parts))
+    let parts = modality::parts_field(endpoint)
+        .and_then(|field| obj.raw(field))
+        .filter(|raw| has_part_word(raw))
+        .map(|raw| modality::scan_parts(endpoint, raw))
+        .unwrap_or_default();
+    modality::classify(endpoint, override_header, parts)
 }
 
 /// How the body is understood.
@@ -236,7 +240,7 @@ impl ClientRequest {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large),
             Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
         };
-        let override_header = match parts.headers.get("x-shadowroute-modality") {
+        let override_header = match parts.headers.get(X_SHADOWROUTE_MODALITY) {
             Some(v) => Some(v.to_str().map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?),
             None => None,
         };
@@ -247,7 +251,7 @@ impl ClientRequest {
             })?;
             let found = multipart::parts(&body, &boundary).map_err(ProxyError::BadBody)?;
             let stream = multipart::text_field(&body, &found, "stream").is_some_and(|s| s.trim() == "true");
-            let modality = modality::classify(endpoint, override_header, None)?;
+            let modality = modality::classify(endpoint, override_header, modality::Seen::default())?;
             (Payload::Multipart { boundary, parts: found }, stream, modality)
         } else {
             let obj = JsonObject::parse(&body).map_err(|e| {
@@ -338,6 +342,12 @@ mod tests {
         let quoted =
             parse_static(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#).unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &quoted), Ok(Modality::Text));
+        for word in PART_WORDS {
+            let w = std::str::from_utf8(word).unwrap();
+            assert!(has_part_word(format!(r#"[{{"type": "{w}"}}]"#).as_bytes()), "{w}");
+            assert!(!has_part_word(format!(r#"[{{"type": "{w}s"}}, "x{w}", {w}]"#).as_bytes()), "{w}");
+        }
+        assert!(!has_part_word(b"\"") && !has_part_word(b""));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use crate::client::ClientError;
 use crate::evaluate::Timing;
 use crate::proxy::capture::{Capture, Captured, Format};
+use crate::proxy::headers::{X_REQUEST_ID, X_SHADOWROUTE_SHADOW};
 use crate::proxy::modality::Endpoint;
 use crate::proxy::UpBody;
 use crate::state::Upstream;
@@ -48,8 +49,8 @@ pub async fn call(
     let work = async {
         let mut req = Request::post(up.wire.uri(endpoint, query)?)
             .header(header::CONTENT_TYPE, content_type)
-            .header("x-shadowroute-shadow", "1")
-            .header("x-request-id", request_id.clone());
+            .header(X_SHADOWROUTE_SHADOW, "1")
+            .header(X_REQUEST_ID, request_id.clone());
         if let Some(h) = req.headers_mut() {
             up.wire.set_headers(h);
         }

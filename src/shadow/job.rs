@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
-use tokio::task::JoinSet;
 
 use super::call::{call, CallOutcome, CallResult};
 use super::{sampling, LeaderResult};
@@ -82,31 +82,23 @@ impl Job {
     }
 
     pub async fn run(self, leader_rx: oneshot::Receiver<LeaderResult>) {
-        let mut calls = JoinSet::new();
-        for (cand, permit) in &self.jobs {
-            if let Some(fut) = self.send(&cand.model, cand.timeout) {
-                let model = cand.model.clone();
-                // The permit stays with the job (self.jobs) until the comparison is recorded.
-                let _ = permit;
-                calls.spawn(async move { (model, fut.await) });
-            }
-        }
+        // The candidates, the noise re-send and the wait for the leader run together in this
+        // one task (no task per call: spawning copies each call's state twice).
+        // The permits stay with the job (self.jobs) until the comparisons are recorded.
+        let calls = join_all(self.jobs.iter().filter_map(|(cand, _permit)| {
+            let fut = self.send(&cand.model, cand.timeout)?;
+            let model = cand.model.clone();
+            Some(async move { (model, fut.await) })
+        }));
         let noise_timeout = self.snap.upstream(&self.leader).map(|u| u.model.timeouts.total).unwrap_or_default();
-        let noise_call = match (&self.noise, self.send(&self.leader, noise_timeout)) {
-            (Some(_), Some(fut)) => Some(tokio::spawn(fut)),
-            _ => None,
-        };
-        let leader = leader_rx.await.ok();
-        let mut results = Vec::new();
-        while let Some(done) = calls.join_next().await {
-            if let Ok(r) = done {
-                results.push(r);
+        let noise_call = async {
+            match (&self.noise, self.send(&self.leader, noise_timeout)) {
+                (Some(_), Some(fut)) => Some(fut.await),
+                _ => None,
             }
-        }
-        let noise = match noise_call {
-            Some(h) => h.await.ok(),
-            None => None,
         };
+        let (leader, results, noise) = tokio::join!(leader_rx, calls, noise_call);
+        let leader = leader.ok();
         let compare = comparator_for(&self.route, self.req.endpoint);
         let leader_ok = leader.as_ref().filter(|l| l.ok);
         if let Some(eval) = self.app.shadow.evaluations().get_mut(&self.route.name).filter(|e| e.leader == self.leader)

@@ -235,7 +235,8 @@ pub fn start(
         request_id: request_id.clone(),
         segment,
     };
-    app.tasks.spawn(job.run(rx));
+    // Boxed: the job's state is large, and a task holding it inline copies it on spawn and on exit.
+    app.tasks.spawn(Box::pin(job.run(rx)));
     Some(tx)
 }
 

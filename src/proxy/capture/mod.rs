@@ -231,6 +231,13 @@ impl Capture {
             return;
         }
         if self.usage_only {
+            if let Some([usage, error]) = scan::top_level_fields(body, [b"usage", b"error"]) {
+                self.usage = usage.and_then(|u| serde_json::from_slice::<UsageFields>(u).ok()).and_then(|u| u.usage());
+                if let Some(e) = error.and_then(|e| serde_json::from_slice::<Value>(e).ok()).filter(|e| !e.is_null()) {
+                    self.set_error(&e);
+                }
+                return;
+            }
             if let Ok(m) = serde_json::from_slice::<Metering>(body) {
                 self.usage = m.usage.as_ref().and_then(UsageFields::usage);
                 if let Some(e) = m.error.as_ref() {
@@ -327,6 +334,7 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 }
 
 mod events;
+mod scan;
 mod sse;
 #[cfg(test)]
 mod tests;

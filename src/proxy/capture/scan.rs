@@ -1,0 +1,167 @@
+//! Top-level fields of a JSON object found by a structural scan (strings and nesting only, no value parsing), so metering reads `usage` without walking every number of an embeddings response.
+
+/// The raw JSON text of the top-level fields named by `keys` (the last one wins if a key
+/// repeats), or None when `body` is not an object this scan can walk; the caller then parses
+/// the body properly. Keys are compared as written, so an escaped spelling of a key is not found.
+pub fn top_level_fields<'a, const N: usize>(body: &'a [u8], keys: [&[u8]; N]) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    let mut i = skip_ws(body, 0);
+    if body.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(body, i + 1);
+    if body.get(i) == Some(&b'}') {
+        return (skip_ws(body, i + 1) == body.len()).then_some(found);
+    }
+    loop {
+        if body.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(body, i)?;
+        let key = &body[i + 1..key_end - 1];
+        i = skip_ws(body, key_end);
+        if body.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(body, i + 1);
+        let value_end = value_end(body, i)?;
+        if let Some(slot) = keys.iter().position(|k| *k == key) {
+            found[slot] = Some(&body[i..value_end]);
+        }
+        i = skip_ws(body, value_end);
+        match body.get(i) {
+            Some(b',') => i = skip_ws(body, i + 1),
+            Some(b'}') => return (skip_ws(body, i + 1) == body.len()).then_some(found),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string that opens at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
+        }
+        j = k + 2;
+    }
+}
+
+/// The index just past the value that starts at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let len = b[i..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+            match len {
+                Some(0) => None,
+                Some(n) => Some(i + n),
+                None => Some(b.len()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn usage_and_error(body: &str) -> Option<[Option<&str>; 2]> {
+        let found = top_level_fields(body.as_bytes(), [b"usage", b"error"])?;
+        Some(found.map(|f| f.map(|v| std::str::from_utf8(v).unwrap())))
+    }
+
+    #[test]
+    fn finds_top_level_fields_and_skips_nested_ones() {
+        let body = r#" {"id": "x", "choices": [{"message": {"content": "a \"usage\": {} }", "usage": 1}}],
+            "data": [[0.1, -2e-3, 3], {"x": "]"}], "usage" : {"prompt_tokens": 3}, "n": null} "#;
+        assert_eq!(usage_and_error(body), Some([Some(r#"{"prompt_tokens": 3}"#), None]));
+        assert_eq!(usage_and_error(r#"{"error": {"message": "boom"}}"#), Some([None, Some(r#"{"message": "boom"}"#)]));
+        assert_eq!(usage_and_error(r#"{"usage": 5, "usage": true}"#), Some([Some("true"), None]));
+        assert_eq!(usage_and_error("{}"), Some([None, None]));
+        assert_eq!(usage_and_error(r#"{"a\\": "\\", "usage": "u"}"#), Some([Some(r#""u""#), None]));
+    }
+
+    #[test]
+    fn what_it_cannot_walk_is_left_to_the_parser() {
+        for body in [
+            "",
+            "[1]",
+            "{",
+            r#"{"a": }"#,
+            r#"{"a" 1}"#,
+            r#"{"a": 1 "b": 2}"#,
+            r#"{"a": 1} x"#,
+            r#"{"a": "open}"#,
+            "{a: 1}",
+        ] {
+            assert_eq!(usage_and_error(body), None, "{body}");
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+            Just(Value::String("usage".into())),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(prop_oneof![Just("usage".to_string()), ".{0,6}"], inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// On any object serde_json writes (compact or pretty), the scan agrees with the parser.
+        #[test]
+        fn agrees_with_serde(fields in prop::collection::btree_map(prop_oneof![Just("usage".to_string()), Just("error".to_string()), ".{0,6}"], arb_json(), 0..6), pretty in any::<bool>()) {
+            let obj = Value::Object(fields.into_iter().collect());
+            let text = if pretty { serde_json::to_string_pretty(&obj).unwrap() } else { obj.to_string() };
+            let found = top_level_fields(text.as_bytes(), [b"usage", b"error"]).expect("a serialized object is walkable");
+            // Compared with the parser reading the same text (float text does not always round-trip).
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            for (slot, key) in ["usage", "error"].iter().enumerate() {
+                let scanned: Option<Value> = found[slot].map(|raw| serde_json::from_slice(raw).unwrap());
+                prop_assert_eq!(scanned.as_ref(), parsed.get(*key));
+            }
+        }
+    }
+}
