@@ -4,6 +4,8 @@
 #
 #   load-tests/compare.sh                 full comparison (about 15 minutes), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
+#   load-tests/compare.sh --instructions  user-space instructions per request through shadowroute
+#                                         (callgrind): repeatable where times on a shared machine are not
 #   ROUNDS=5 DURATION=20 load-tests/compare.sh
 #
 # Each proxy runs pinned to CPU 1 with one worker; the load generator and the upstream share CPU 0.
@@ -12,7 +14,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/target/bench
 SMOKE=0
+INSTR=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
+[ "${1:-}" = "--instructions" ] && INSTR=1 && SMOKE=1
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONC=${CONC:-64}
@@ -104,14 +108,39 @@ routes:
     candidates: [{ model: cand, sample: $sample, max_inflight: 256 }]
     evaluate: { agreement: token_f1, noise_sample: 0 }
 YAML
-  TOKIO_WORKER_THREADS=1 SHADOWROUTE_LOG=warn $PIN_PROXY "$SR" serve --config "$OUT/$name.yaml" > "$OUT/logs/$name.log" 2>&1 &
+  local wrap=""
+  [ $INSTR = 1 ] && wrap="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$OUT/callgrind.$name"
+  TOKIO_WORKER_THREADS=1 SHADOWROUTE_LOG=warn $PIN_PROXY $wrap "$SR" serve --config "$OUT/$name.yaml" > "$OUT/logs/$name.log" 2>&1 &
   PID[$name]=$!; PIDS+=($!)
   URL[$name]=http://127.0.0.1:$port; SSE[$name]=http://127.0.0.1:$port
   wait_http "http://127.0.0.1:$admin/readyz"
 }
+if [ $INSTR = 1 ] && ! need valgrind; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind; fi
+rm -f "$OUT"/callgrind.*
 start_shadowroute shadowroute-off 0
 start_shadowroute shadowroute-10 0.1
 TARGETS=(direct shadowroute-off shadowroute-10)
+
+# --- instructions: counted only while a closed loop of DURATION seconds runs, after a warm-up ---
+if [ $INSTR = 1 ]; then
+  for t in shadowroute-off shadowroute-10; do
+    pid=${PID[$t]}
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-warm.json" > /dev/null
+    callgrind_control -i on "$pid" > /dev/null 2>&1
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration "${INSTR_SECONDS:-3}" --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-$t.json" > /dev/null
+    sleep 1
+    callgrind_control -i off "$pid" > /dev/null 2>&1
+    callgrind_control -d "$pid" > /dev/null 2>&1
+    ir=$(callgrind_annotate "$OUT/callgrind.$t.1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}')
+    python3 - "$OUT/instr-$t.json" "$ir" "$t" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); n = r["ok"] + r["errors"]; ir = int(sys.argv[2])
+assert r["errors"] == 0, f"{r['errors']} errors"
+print(f"{sys.argv[3]}: {ir / n:,.0f} instructions per request (user space, {n} requests; callgrind)")
+PY
+  done
+  exit 0
+fi
 
 if [ $SMOKE = 0 ]; then
   NG=$(free_port); NGS=$(free_port)
