@@ -269,11 +269,14 @@ impl Conn {
         match tcp.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
-            // Readiness may be left over from the last read; a plain socket can be asked.
-            Poll::Ready(Ok(())) => match &self.io {
-                Io::Plain(s) => matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
-                Io::Tls(_) => false,
-            },
+            // Readiness may be left over from the last read, or (over TLS) come from records that
+            // carry no data, such as session tickets: read without waiting to find out. Nothing
+            // to read means quiet; an end of stream, bytes or an error means not reusable.
+            Poll::Ready(Ok(())) => {
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                Pin::new(&mut self.io).poll_read(&mut cx, &mut buf).is_pending()
+            }
         }
     }
 
@@ -520,6 +523,36 @@ mod tests {
             }
             assert_eq!(conns.load(Ordering::SeqCst), 3, "announce_close={announce}");
         }
+    }
+
+    /// Bytes that arrive on an idle connection (an answer to nothing) make it unfit for reuse.
+    #[tokio::test]
+    async fn an_idle_connection_that_receives_bytes_is_not_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut chunk).await {
+                        if n == 0 || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let _ = s.write_all(b"junk").await;
+                    }
+                });
+            }
+        });
+        let c = Client::new(Duration::from_secs(1));
+        assert_eq!(read_all(&c, &url).await, "hello");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(read_all(&c, &url).await, "hello");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
