@@ -430,10 +430,21 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    /// A raw HTTP/1.1 server on loopback that counts connections. Each request is answered
-    /// with `body`; `close_after` requests on a connection, it closes it (silently, as an idle
-    /// keep-alive timeout would), and `announce_close` says so in a `Connection: close` header.
-    async fn server(close_after: usize, announce_close: bool) -> (String, Arc<AtomicUsize>) {
+    /// What the test server does after answering a request.
+    #[derive(Clone, Copy)]
+    enum After {
+        /// Keeps the connection open for the next request.
+        Wait,
+        /// Closes it (silently, as an idle keep-alive timeout would, or announced in a
+        /// `Connection: close` header).
+        Close { announce: bool },
+        /// Keeps it open but sends bytes nobody asked for, 10 ms later.
+        Junk,
+    }
+
+    /// A raw HTTP/1.1 server on loopback that counts connections; each request is answered
+    /// with `hello`, then it does `after`.
+    async fn server(after: After) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let conns = Arc::new(AtomicUsize::new(0));
@@ -444,7 +455,6 @@ mod tests {
                 counted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    let mut served = 0;
                     let mut chunk = [0u8; 4096];
                     loop {
                         let n = match s.read(&mut chunk).await {
@@ -455,12 +465,21 @@ mod tests {
                         // Requests here carry no body: one ends at the blank line.
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            served += 1;
-                            let last = served >= close_after;
-                            let conn = if last && announce_close { "connection: close\r\n" } else { "" };
+                            let conn = match after {
+                                After::Close { announce: true } => "connection: close\r\n",
+                                _ => "",
+                            };
                             let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{conn}\r\nhello");
-                            if s.write_all(resp.as_bytes()).await.is_err() || last {
+                            if s.write_all(resp.as_bytes()).await.is_err() {
                                 return;
+                            }
+                            match after {
+                                After::Wait => {}
+                                After::Close { .. } => return,
+                                After::Junk => {
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                    let _ = s.write_all(b"junk").await;
+                                }
                             }
                         }
                     }
@@ -489,7 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_reused_once_its_response_is_read() {
-        let (url, conns) = server(usize::MAX, false).await;
+        let (url, conns) = server(After::Wait).await;
         let c = Client::new(Duration::from_secs(1));
         for _ in 0..5 {
             assert_eq!(read_all(&c, &url).await, "hello");
@@ -499,7 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_whose_response_is_unread_is_not_handed_out() {
-        let (url, conns) = server(usize::MAX, false).await;
+        let (url, conns) = server(After::Wait).await;
         let c = Client::new(Duration::from_secs(1));
         let (origin, req) = get(&url);
         // Headers only: the body is not read, so its connection is not free.
@@ -514,7 +533,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced_without_an_error() {
         for announce in [true, false] {
-            let (url, conns) = server(1, announce).await;
+            let (url, conns) = server(After::Close { announce }).await;
             let c = Client::new(Duration::from_secs(1));
             for _ in 0..3 {
                 assert_eq!(read_all(&c, &url).await, "hello");
@@ -528,26 +547,7 @@ mod tests {
     /// Bytes that arrive on an idle connection (an answer to nothing) make it unfit for reuse.
     #[tokio::test]
     async fn an_idle_connection_that_receives_bytes_is_not_reused() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let conns = Arc::new(AtomicUsize::new(0));
-        let counted = conns.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut chunk = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut chunk).await {
-                        if n == 0 || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        let _ = s.write_all(b"junk").await;
-                    }
-                });
-            }
-        });
+        let (url, conns) = server(After::Junk).await;
         let c = Client::new(Duration::from_secs(1));
         assert_eq!(read_all(&c, &url).await, "hello");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -14,44 +14,20 @@ use super::capture::{Capture, Captured};
 use super::BoxError;
 use crate::client::UpstreamBody;
 
-/// The request body sent upstream: the client's bytes as one or more shared slices.
+/// The request body sent upstream: the client's bytes as one or more shared slices, written
+/// by the upstream client (`client/`) behind the request head.
 #[derive(Debug, Default)]
 pub struct UpBody {
     chunks: VecDeque<Bytes>,
-    len: u64,
 }
 
 impl UpBody {
     pub fn new(chunks: Vec<Bytes>) -> UpBody {
-        let len = chunks.iter().map(|c| c.len() as u64).sum();
-        UpBody { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(), len }
+        UpBody { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect() }
     }
 
-    /// The body's bytes, for a client that writes them itself.
     pub fn into_chunks(self) -> VecDeque<Bytes> {
         self.chunks
-    }
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        let next = this.chunks.pop_front();
-        if let Some(c) = &next {
-            this.len -= c.len() as u64;
-        }
-        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
     }
 }
 

@@ -184,9 +184,13 @@ pub fn parts_field(endpoint: Endpoint) -> Option<&'static str> {
 /// Scans the raw JSON of the [`parts_field`] for media parts: chat `messages` carry parts in
 /// their `content`; Responses `input` items are parts themselves or messages with parts.
 /// Everything is borrowed from the body (an inline image is never copied); shapes that are
-/// not parts are ignored.
+/// not parts are ignored, and a field without a quoted part word is not parsed at all (so a
+/// part type spelled with escapes is not seen).
 pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
     let mut seen = Seen::default();
+    if !has_part_word(raw) {
+        return seen;
+    }
     for item in elements(raw) {
         let Some(fields) = PartFields::of(item) else { continue };
         if endpoint == Endpoint::Responses {
@@ -201,6 +205,19 @@ pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
         }
     }
     seen
+}
+
+/// Content parts that may make a conversational request vision or audio; without any of
+/// these quoted words in the parts field the request is text and is not parsed at all.
+const PART_WORDS: &[&[u8]] =
+    &[b"image_url", b"input_image", b"image", b"input_audio", b"audio", b"file", b"input_file"];
+
+/// Whether `raw` holds one of [`PART_WORDS`] in quotes: one pass over its quote marks.
+fn has_part_word(raw: &[u8]) -> bool {
+    memchr::memchr_iter(b'"', raw).any(|i| {
+        let rest = &raw[i + 1..];
+        PART_WORDS.iter().any(|w| rest.starts_with(w) && rest.get(w.len()) == Some(&b'"'))
+    })
 }
 
 /// The elements of a JSON array (none for anything else).
@@ -370,6 +387,16 @@ mod tests {
         assert_eq!(classify_body(Endpoint::ChatCompletions, None, &both), Ok(Modality::Audio));
         let responses = json!({"input": [{"type": "input_audio", "input_audio": {"data": "AA"}}]});
         assert_eq!(classify_body(Endpoint::Responses, None, &responses), Ok(Modality::Audio));
+    }
+
+    #[test]
+    fn only_quoted_part_words_lead_to_a_scan() {
+        for word in PART_WORDS {
+            let w = std::str::from_utf8(word).unwrap();
+            assert!(has_part_word(format!(r#"[{{"type": "{w}"}}]"#).as_bytes()), "{w}");
+            assert!(!has_part_word(format!(r#"[{{"type": "{w}s"}}, "x{w}", {w}]"#).as_bytes()), "{w}");
+        }
+        assert!(!has_part_word(b"\"") && !has_part_word(b""));
     }
 
     #[test]

@@ -175,19 +175,6 @@ impl<'de> serde::Deserialize<'de> for RawObject<'de> {
     }
 }
 
-/// Content parts that may make a conversational request vision or audio; without any of
-/// these quoted words in `messages` or `input` the request is text and is never parsed deeper.
-const PART_WORDS: &[&[u8]] =
-    &[b"image_url", b"input_image", b"image", b"input_audio", b"audio", b"file", b"input_file"];
-
-/// Whether `raw` holds one of [`PART_WORDS`] in quotes: one pass over its quote marks.
-fn has_part_word(raw: &[u8]) -> bool {
-    memchr::memchr_iter(b'"', raw).any(|i| {
-        let rest = &raw[i + 1..];
-        PART_WORDS.iter().any(|w| rest.starts_with(w) && rest.get(w.len()) == Some(&b'"'))
-    })
-}
-
 fn classify_json(
     endpoint: Endpoint,
     override_header: Option<&str>,
@@ -195,7 +182,6 @@ fn classify_json(
 ) -> Result<Modality, modality::ClassifyError> {
     let parts = modality::parts_field(endpoint)
         .and_then(|field| obj.raw(field))
-        .filter(|raw| has_part_word(raw))
         .map(|raw| modality::scan_parts(endpoint, raw))
         .unwrap_or_default();
     modality::classify(endpoint, override_header, parts)
@@ -342,12 +328,6 @@ mod tests {
         let quoted =
             parse_static(br#"{"messages": [{"role": "user", "content": "the key \"image_url\" is JSON"}]}"#).unwrap();
         assert_eq!(classify_json(Endpoint::ChatCompletions, None, &quoted), Ok(Modality::Text));
-        for word in PART_WORDS {
-            let w = std::str::from_utf8(word).unwrap();
-            assert!(has_part_word(format!(r#"[{{"type": "{w}"}}]"#).as_bytes()), "{w}");
-            assert!(!has_part_word(format!(r#"[{{"type": "{w}s"}}, "x{w}", {w}]"#).as_bytes()), "{w}");
-        }
-        assert!(!has_part_word(b"\"") && !has_part_word(b""));
     }
 
     #[test]

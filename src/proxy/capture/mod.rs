@@ -105,16 +105,6 @@ pub struct Capture {
     usage_only: bool,
 }
 
-/// The two fields metering needs; serde skips the rest of the body without building it.
-/// A body this does not fit (say, `usage` that is not an object) is read as a `Value`.
-#[derive(serde::Deserialize)]
-struct Metering {
-    #[serde(default)]
-    usage: Option<UsageFields>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
 /// The token counts of a `usage` object, read without building a map.
 #[derive(serde::Deserialize)]
 struct UsageFields {
@@ -238,13 +228,7 @@ impl Capture {
                 }
                 return;
             }
-            if let Ok(m) = serde_json::from_slice::<Metering>(body) {
-                self.usage = m.usage.as_ref().and_then(UsageFields::usage);
-                if let Some(e) = m.error.as_ref() {
-                    self.set_error(e);
-                }
-                return;
-            }
+            // Not an object the scan can walk: read below for what it is.
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(v) => self.absorb_body(&v),
