@@ -1,12 +1,9 @@
 //! The admin listener: health, readiness, metrics, config and routes, and token-guarded writes.
 
-use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -15,9 +12,10 @@ use crate::config::AdminToken;
 use crate::control::{Command, Operator};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::{full, RespBody};
+use crate::server::ReqBody;
 
 /// Serves one admin request.
-pub async fn handle(app: SharedApp, req: Request<Incoming>) -> Result<Response<RespBody>, Infallible> {
+pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -46,7 +44,17 @@ pub async fn handle(app: SharedApp, req: Request<Incoming>) -> Result<Response<R
         }
         _ => error(StatusCode::NOT_FOUND, &format!("unknown admin path {path}"), "unknown_url"),
     };
-    Ok(resp)
+    resp
+}
+
+/// The answer to a request body the server could not read.
+fn body_error(e: &crate::server::BodyError) -> Response<RespBody> {
+    match e {
+        crate::server::BodyError::TooLarge { .. } => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), "request_too_large")
+        }
+        crate::server::BodyError::Invalid(_) => error(StatusCode::BAD_REQUEST, &e.to_string(), "invalid_body"),
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<RespBody> {
@@ -169,7 +177,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `POST /admin/routes/{route}/promote|rollback|pause|resume`, through control.
-async fn operate(app: &SharedApp, path: &str, req: Request<Incoming>) -> Response<RespBody> {
+async fn operate(app: &SharedApp, path: &str, req: Request<ReqBody>) -> Response<RespBody> {
     let rest = path.trim_start_matches("/admin/routes/");
     let Some((route, verb)) = rest.rsplit_once('/') else {
         return error(
@@ -180,9 +188,9 @@ async fn operate(app: &SharedApp, path: &str, req: Request<Incoming>) -> Respons
     };
     let action = match verb {
         "promote" => {
-            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large", "request_too_large"),
+            let body = match req.into_body() {
+                Ok(b) => b,
+                Err(e) => return body_error(&e),
             };
             let model = serde_json::from_slice::<Value>(&body)
                 .ok()

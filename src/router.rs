@@ -78,12 +78,20 @@ impl Router {
         let drain = server_cfg.drain_timeout;
         let proxy_app = app.clone();
         let proxy_handler = move |req| proxy::handle(proxy_app.clone(), req);
+        let limit_app = app.clone();
+        let proxy_limit = move || limit_app.snapshot().config.server.max_body;
         let admin_app = app.clone();
         let admin_handler = move |req| admin::handle(admin_app.clone(), req);
         // The admin listener outlives the proxy's drain so /readyz keeps answering 503.
         let servers = vec![
-            tokio::spawn(server::serve(listener, proxy_handler, stop_listening.clone(), drain)),
-            tokio::spawn(server::serve(admin_listener, admin_handler, app.shutdown.clone(), Duration::from_secs(1))),
+            tokio::spawn(server::serve(listener, proxy_handler, proxy_limit, stop_listening.clone(), drain)),
+            tokio::spawn(server::serve(
+                admin_listener,
+                admin_handler,
+                || ADMIN_MAX_BODY,
+                app.shutdown.clone(),
+                Duration::from_secs(1),
+            )),
         ];
         tracing::info!(%addr, %admin_addr, "shadowroute listening");
         Ok(Router { addr, admin_addr, app, stop_listening, shutdown_delay: server_cfg.shutdown_delay, servers, writer })
@@ -114,6 +122,9 @@ impl Router {
         tracing::info!("drained");
     }
 }
+
+/// The largest request body the admin listener reads.
+const ADMIN_MAX_BODY: u64 = 64 * 1024;
 
 /// How often the decision engine looks at the evidence.
 const DECISION_TICK: Duration = Duration::from_millis(500);

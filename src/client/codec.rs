@@ -1,5 +1,7 @@
 //! HTTP/1.1 on the wire, without I/O: the request head, the response head, how the body is framed, and the body decoder.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -57,9 +59,9 @@ pub enum Framing {
 /// heads before it). `Ok(None)`: more bytes are needed.
 pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     loop {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut raw);
-        let len = match resp.parse(buf) {
+        let mut raw = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(format!("response head larger than {MAX_HEAD} bytes"))
@@ -124,17 +126,17 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     }
 }
 
-/// What a response's `Connection` headers say.
+/// What a message's `Connection` headers say (responses here, requests in `server/`).
 #[derive(Default)]
-struct Connection {
-    close: bool,
-    keep_alive: bool,
+pub struct Connection {
+    pub close: bool,
+    pub keep_alive: bool,
     /// Other header names it lists, which are hop-by-hop too.
-    listed: Vec<Vec<u8>>,
+    pub listed: Vec<Vec<u8>>,
 }
 
 impl Connection {
-    fn read(&mut self, value: &[u8]) {
+    pub fn read(&mut self, value: &[u8]) {
         for t in tokens(value) {
             if t.eq_ignore_ascii_case(b"close") {
                 self.close = true;
@@ -148,7 +150,7 @@ impl Connection {
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
 }
 

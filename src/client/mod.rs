@@ -7,7 +7,7 @@
 //! write fails on a reused connection is sent once more on a new one (nothing was answered);
 //! a response not read to the end closes its connection.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

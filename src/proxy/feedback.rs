@@ -2,17 +2,16 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::{json_response, ProxyError};
 use super::headers::X_REQUEST_ID;
 use super::RespBody;
 use crate::app::SharedApp;
+use crate::server::ReqBody;
 use crate::store::{self, FeedbackRecord, Write};
 
-const MAX_FEEDBACK_BODY: usize = 64 * 1024;
+const MAX_FEEDBACK_BODY: u64 = 64 * 1024;
 
 /// Validates `{"request_id", "score"}`; score is a number in [0, 1] or a boolean.
 pub fn parse(body: &Bytes) -> Result<(String, f64), ProxyError> {
@@ -36,13 +35,10 @@ pub fn parse(body: &Bytes) -> Result<(String, f64), ProxyError> {
 
 pub async fn handle(
     app: &SharedApp,
-    body: Incoming,
+    body: ReqBody,
     request_id: &HeaderValue,
 ) -> Result<Response<RespBody>, ProxyError> {
-    let body = match Limited::new(body, MAX_FEEDBACK_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(ProxyError::TooLarge { limit: MAX_FEEDBACK_BODY as u64 }),
-    };
+    let body = super::request::body_bytes(body, MAX_FEEDBACK_BODY)?;
     let (id, score) = parse(&body)?;
     let served = app.shadow.lookup_served(&id).ok_or_else(|| ProxyError::UnknownRequestId(id.clone()))?;
     {

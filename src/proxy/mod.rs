@@ -16,13 +16,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 
 pub use body::UpBody;
 use error::ProxyError;
 use headers::X_REQUEST_ID;
 
 use crate::app::SharedApp;
+use crate::server::ReqBody;
 use crate::state::Snapshot;
 use std::sync::Arc;
 
@@ -50,24 +50,24 @@ impl From<ProxyError> for Failure {
 }
 
 /// Serves one inference request.
-pub async fn handle(app: SharedApp, req: Request<Incoming>) -> Result<Response<RespBody>, Infallible> {
+pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody> {
     let started = Instant::now();
     let request_id = request::request_id(req.headers());
     let snap = app.snapshot();
     let result = serve(&app, &snap, req, &request_id, started).await;
-    Ok(result.unwrap_or_else(|f| {
+    result.unwrap_or_else(|f| {
         let resp = f.error.response(&request_id);
         let code = resp.status().as_u16().to_string();
         app.metrics.requests.with_label_values(&[&f.route, f.modality, &f.model, &code]).inc();
         app.metrics.overhead.observe(started.elapsed().as_secs_f64());
         resp
-    }))
+    })
 }
 
 async fn serve(
     app: &SharedApp,
     snap: &Arc<Snapshot>,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     request_id: &HeaderValue,
     started: Instant,
 ) -> Result<Response<RespBody>, Failure> {

@@ -10,8 +10,6 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -20,6 +18,7 @@ use super::error::ProxyError;
 use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODALITY};
 use super::modality::{self, Endpoint, Modality};
 use super::{headers, multipart};
+use crate::server::{BodyError, ReqBody};
 
 /// The request id: the client's if it sent a sane one, otherwise a new unique one:
 /// a random per-process prefix and a counter, written without allocating twice.
@@ -193,6 +192,15 @@ pub enum Payload {
     Multipart { boundary: String, parts: Vec<multipart::Part> },
 }
 
+/// A body the server read, under `limit`.
+pub fn body_bytes(body: ReqBody, limit: u64) -> Result<Bytes, ProxyError> {
+    match body {
+        Ok(b) if b.len() as u64 <= limit => Ok(b),
+        Ok(_) | Err(BodyError::TooLarge { .. }) => Err(ProxyError::TooLarge { limit }),
+        Err(BodyError::Invalid(e)) => Err(ProxyError::ClientBody(e)),
+    }
+}
+
 /// A client request after reading and classification.
 pub struct ClientRequest {
     pub endpoint: Endpoint,
@@ -211,21 +219,10 @@ impl ClientRequest {
     pub async fn read(
         endpoint: Endpoint,
         parts: Parts,
-        body: Incoming,
+        body: ReqBody,
         max_body: u64,
     ) -> Result<ClientRequest, ProxyError> {
-        let too_large = ProxyError::TooLarge { limit: max_body };
-        let declared =
-            parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body) {
-            return Err(too_large);
-        }
-        let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large),
-            Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
-        };
+        let body = body_bytes(body, max_body)?;
         let override_header = match parts.headers.get(X_SHADOWROUTE_MODALITY) {
             Some(v) => Some(v.to_str().map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?),
             None => None,

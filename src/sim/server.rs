@@ -1,21 +1,15 @@
 //! HTTP plumbing for one simulated server: accept loop, body intake, request log, behaviour gates and routing.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::audio::{self, Listen};
 use super::body::{error, injected_error, ok_json, Resp};
@@ -25,43 +19,27 @@ use super::embed;
 use super::images;
 use super::state::{Received, ServerState};
 use crate::rng::jittered;
+use crate::server::{BodyError, ReqBody};
 
 /// Request bodies above this are refused with 413, as the real API does for oversized uploads.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Accepts connections until `stop` changes or its sender is dropped; connection tasks (including
-/// requests deliberately hung by the `hang` behaviour) are aborted when the loop ends.
+/// Serves until `stop` changes or its sender is dropped; connections still open then (including
+/// requests deliberately hung by the `hang` behaviour) are closed.
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    conns.spawn(serve_connection(stream, Arc::clone(&state)));
-                }
-                Err(err) => {
-                    tracing::warn!(server = %state.name, error = %err, "sim accept failed");
-                    // Back off so a persistent failure such as fd exhaustion cannot spin a core.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    conns.shutdown().await;
-}
-
-async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
-    // Streamed tokens are tiny writes; Nagle would batch them and distort measured latencies.
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req: Request<Incoming>| {
+    let token = CancellationToken::new();
+    let handler = move |req: Request<ReqBody>| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(handle(state, req).await) }
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    if let Err(err) = builder.serve_connection(TokioIo::new(stream), service).await {
-        tracing::debug!(error = %err, "sim connection ended with an error");
+        async move { handle(state, req).await.map(|b| b.map_err(|e| match e {}).boxed_unsync()) }
+    };
+    let serving = crate::server::serve(listener, handler, || MAX_BODY as u64, token.clone(), Duration::ZERO);
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => {}
+        _ = stop.changed() => {
+            token.cancel();
+            serving.await;
+        }
     }
 }
 
@@ -108,26 +86,6 @@ fn not_found(method: &Method, path: &str) -> Resp {
     error(StatusCode::NOT_FOUND, format!("Invalid URL ({method} {path})"), None)
 }
 
-enum BodyError {
-    TooLarge(usize),
-    Broken(String),
-}
-
-async fn read_body(mut body: Incoming) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            let total = buf.len() + data.len();
-            if total > MAX_BODY {
-                return Err(BodyError::TooLarge(total));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
-}
-
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers
         .get(CONTENT_LENGTH)?
@@ -139,26 +97,22 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Resp {
+async fn handle(state: Arc<ServerState>, req: Request<ReqBody>) -> Resp {
     let path = req.uri().path().to_string();
     if path == "/sim" || path.starts_with("/sim/") {
         return control(&state, req.method(), &path);
     }
-    let (parts, incoming) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let method = parts.method.as_str();
-    // Refuse a declared oversize body before reading any of it.
-    let body = match declared_length(&parts.headers) {
-        Some(n) if n > MAX_BODY => Err(BodyError::TooLarge(n)),
-        _ => read_body(incoming).await,
-    };
     let (payload, body_len) = match body {
         Ok(bytes) => (Payload::parse(&parts.headers, &bytes), bytes.len()),
-        Err(BodyError::TooLarge(n)) => {
+        Err(BodyError::TooLarge { .. }) => {
+            let n = declared_length(&parts.headers).unwrap_or(MAX_BODY + 1);
             state.record(Received { method, path: &path, headers: &parts.headers, model: None, body_len: n });
             let msg = format!("Request body exceeds the maximum of {MAX_BODY} bytes.");
             return error(StatusCode::PAYLOAD_TOO_LARGE, msg, None);
         }
-        Err(BodyError::Broken(e)) => {
+        Err(BodyError::Invalid(e)) => {
             return error(StatusCode::BAD_REQUEST, format!("Could not read request body: {e}"), None);
         }
     };

@@ -1,0 +1,393 @@
+//! HTTP/1.x requests on the wire, without I/O: the request head and its body's framing, and the response head.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::client::codec::{tokens, Connection, Framing};
+
+/// A request head larger than this is refused (431).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// More request headers than this are refused (431).
+const MAX_HEADERS: usize = 128;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    /// How its body is framed: `Length` or `Chunked`, never `Eof`.
+    pub framing: Framing,
+    /// The client allows another request on this connection after this one.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+/// Why a request head was refused; the connection closes after the answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// 431: the head or its header count is over the limit.
+    TooLarge(String),
+    /// 400: not an HTTP/1.x request the router can read.
+    Invalid(String),
+}
+
+impl HeadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::TooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            HeadError::TooLarge(m) | HeadError::Invalid(m) => m,
+        }
+    }
+}
+
+/// Parses a request head from the front of `buf`, consuming it. `Ok(None)`: more bytes are needed.
+/// Empty lines before a request are skipped (RFC 9112 section 2.2).
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    let blank = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let _ = buf.split_to(blank);
+    let mut raw = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(HeadError::TooLarge(format!("request head larger than {MAX_HEAD} bytes")))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge(format!("more than {MAX_HEADERS} request headers")))
+        }
+        Err(e) => return Err(HeadError::Invalid(format!("invalid HTTP/1.1 request head: {e}"))),
+    };
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge(format!("request head larger than {MAX_HEAD} bytes")));
+    }
+    let version = if req.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Invalid("invalid request method".into()))?;
+    // Where the target and each header sit in the head, so they can share its bytes.
+    let base = buf.as_ptr() as usize;
+    let path = req.path.unwrap_or_default();
+    let target = (path.as_ptr() as usize - base, path.len());
+    let spans: Vec<(usize, usize, usize, usize)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len()))
+        .collect();
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
+        .map_err(|e| HeadError::Invalid(format!("invalid request target: {e}")))?;
+
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut conn = Connection::default();
+    let mut chunked = None;
+    let mut expect_continue = false;
+    for (n, nl, v, vl) in spans {
+        let name =
+            HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Invalid("invalid header name".into()))?;
+        let raw = &head[v..v + vl];
+        if name == CONNECTION {
+            conn.read(raw);
+        } else if name == TRANSFER_ENCODING {
+            chunked = Some(tokens(raw).next_back().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+        } else if name == EXPECT {
+            expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| HeadError::Invalid(format!("invalid value for header {name}")))?;
+        headers.append(name, value);
+    }
+    let framing = match chunked {
+        // A request whose length cannot be known is refused (RFC 9112 section 6.3), and so is
+        // one with both framings, the shape of request smuggling.
+        Some(false) => {
+            return Err(HeadError::Invalid("unsupported transfer-encoding: the last coding must be chunked".into()))
+        }
+        Some(true) if headers.contains_key(CONTENT_LENGTH) => {
+            return Err(HeadError::Invalid("both transfer-encoding and content-length".into()))
+        }
+        Some(true) if version == Version::HTTP_10 => {
+            return Err(HeadError::Invalid("transfer-encoding in an HTTP/1.0 request".into()))
+        }
+        Some(true) => Framing::Chunked,
+        None => Framing::Length(content_length(&headers)?.unwrap_or(0)),
+    };
+    let keep_alive = if version == Version::HTTP_11 { !conn.close } else { conn.keep_alive && !conn.close };
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+    }))
+}
+
+/// The single length the `Content-Length` headers agree on, if any.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+    let mut length = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    HeadError::Invalid(format!("invalid content-length {:?}", String::from_utf8_lossy(part)))
+                })?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Invalid("conflicting content-length values".into()));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// How a response body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body at all (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client and a body of unknown length).
+    Close,
+}
+
+/// Decides a response's framing (RFC 9112 section 6): the handler's `Content-Length` if it
+/// set one, else the body's exact size, else chunked for HTTP/1.1 and close for HTTP/1.0.
+pub fn response_framing(
+    request_method: &Method,
+    version: Version,
+    status: StatusCode,
+    headers: &HeaderMap,
+    exact_size: Option<u64>,
+) -> BodyFraming {
+    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return BodyFraming::None;
+    }
+    if request_method == Method::HEAD {
+        return BodyFraming::None;
+    }
+    match (content_length(headers), exact_size) {
+        (Ok(Some(n)), _) => BodyFraming::Length(n),
+        (_, Some(n)) => BodyFraming::Length(n),
+        _ if version == Version::HTTP_11 => BodyFraming::Chunked,
+        _ => BodyFraming::Close,
+    }
+}
+
+/// Appends the status line and headers of a response to `out`: the handler's end-to-end
+/// headers, then the framing and connection headers the server decided, and `date` if missing.
+pub fn encode_response_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: BodyFraming,
+    keep_alive: bool,
+    http10: bool,
+    date: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in headers {
+        if name == CONNECTION || name == TRANSFER_ENCODING || name == "keep-alive" {
+            continue;
+        }
+        if name == CONTENT_LENGTH && !matches!(framing, BodyFraming::Length(_) | BodyFraming::None) {
+            continue;
+        }
+        has_date |= name == DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyFraming::Length(n) if !headers.contains_key(CONTENT_LENGTH) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a chunk's size line (`{hex}\r\n`) to `out`.
+pub fn chunk_size_line(len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+}
+
+/// Whether the handler asked for the connection to close after its response.
+pub fn wants_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
+}
+
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Option<RequestHead>, HeadError> {
+        parse_request(&mut BytesMut::from(raw))
+    }
+
+    #[test]
+    fn a_request_head_is_read_and_consumed() {
+        let mut buf = BytesMut::from(
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Two: 1\r\nX-Two: 2\r\n\r\nhello",
+        );
+        let head = parse_request(&mut buf).unwrap().unwrap();
+        assert_eq!(head.parts.method, Method::POST);
+        assert_eq!(head.parts.uri.path(), "/v1/chat/completions");
+        assert_eq!(head.parts.uri.query(), Some("x=1"));
+        assert_eq!(head.parts.version, Version::HTTP_11);
+        assert_eq!(head.parts.headers.get_all("x-two").iter().count(), 2);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert!(head.keep_alive);
+        assert!(!head.expect_continue);
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more_and_leading_blank_lines_are_skipped() {
+        assert!(parse("POST / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        let head = parse("\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.parts.uri.path(), "/healthz");
+        assert_eq!(head.framing, Framing::Length(0));
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        let ka = |raw: &str| parse(raw).unwrap().unwrap().keep_alive;
+        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn body_framing_is_read_and_ambiguous_framing_refused() {
+        let framing = |raw: &str| parse(raw).map(|h| h.unwrap().framing);
+        assert_eq!(framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(framing("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n"), Ok(Framing::Length(7)));
+        for bad in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(matches!(parse(bad), Err(HeadError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expect_continue_is_seen_on_http11_only() {
+        assert!(
+            parse("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .expect_continue
+        );
+    }
+
+    #[test]
+    fn oversize_and_garbage_heads_are_refused() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(&big), Err(HeadError::TooLarge(_))));
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(matches!(parse(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Err(HeadError::TooLarge(_))));
+        assert!(matches!(parse("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Err(HeadError::Invalid(_))));
+        assert!(matches!(parse("hello there\r\n\r\n"), Err(HeadError::Invalid(_))));
+    }
+
+    #[test]
+    fn response_framing_prefers_the_handlers_length_then_the_exact_size() {
+        let mut h = HeaderMap::new();
+        let f = |m: &Method, v, s, h: &HeaderMap, e| response_framing(m, v, s, h, e);
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, Some(3)), BodyFraming::Length(3));
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, None), BodyFraming::Chunked);
+        assert_eq!(f(&Method::POST, Version::HTTP_10, StatusCode::OK, &h, None), BodyFraming::Close);
+        assert_eq!(f(&Method::HEAD, Version::HTTP_11, StatusCode::OK, &h, Some(3)), BodyFraming::None);
+        assert_eq!(f(&Method::GET, Version::HTTP_11, StatusCode::NO_CONTENT, &h, None), BodyFraming::None);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("9"));
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, None), BodyFraming::Length(9));
+    }
+
+    #[test]
+    fn response_heads_carry_framing_date_and_connection() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        let mut out = Vec::new();
+        encode_response_head(StatusCode::OK, &h, BodyFraming::Length(12), true, false, b"D", &mut out);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 12\r\ndate: D\r\n\r\n");
+        out.clear();
+        encode_response_head(StatusCode::NOT_FOUND, &h, BodyFraming::Chunked, false, false, b"D", &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ntransfer-encoding: chunked\r\ndate: D\r\nconnection: close\r\n\r\n"
+        );
+        out.clear();
+        h.clear();
+        h.insert(DATE, HeaderValue::from_static("upstream"));
+        encode_response_head(StatusCode::OK, &h, BodyFraming::Length(0), true, true, b"D", &mut out);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\ndate: upstream\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0u64, 7, 10, 65_536, u64::MAX] {
+            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+}
