@@ -63,9 +63,11 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 /// FNV-1a over several byte strings, as if concatenated.
 pub(crate) fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in parts.iter().flat_map(|p| p.iter()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01B3);
+        }
     }
     h
 }

@@ -15,6 +15,19 @@ const LCS_PREFIX: usize = 2000;
 /// words, so without this a whole Chinese or Japanese sentence would be a single token and every
 /// token metric would degrade to exact match (character level is the usual CER convention).
 pub fn tokens(s: &str) -> Vec<String> {
+    if s.is_ascii() {
+        return ascii_tokens(s);
+    }
+    unicode_tokens(s)
+}
+
+/// `tokens` for ASCII text, which NFKC leaves unchanged and whose letters and digits are
+/// exactly its alphanumeric characters: the same tokens without the Unicode passes.
+fn ascii_tokens(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect()
+}
+
+fn unicode_tokens(s: &str) -> Vec<String> {
     let folded = s.nfkc().collect::<String>().to_lowercase();
     let mut out = Vec::new();
     let mut word = String::new();
@@ -133,6 +146,13 @@ mod tests {
         assert_eq!(tokens("\u{fb01}N \u{c9}T\u{c9}"), ["fin", "\u{e9}t\u{e9}"]);
         assert_eq!(tokens("  ...!?  "), Vec::<String>::new());
         assert_eq!(tokens(""), Vec::<String>::new());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_tokens_match_the_unicode_path(s in "[ -~\t\n]{0,80}") {
+            proptest::prop_assert_eq!(ascii_tokens(&s), unicode_tokens(&s));
+        }
     }
 
     #[test]

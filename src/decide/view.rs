@@ -102,8 +102,15 @@ pub fn candidates(
 }
 
 fn candidate(eval: &RouteEval, name: &str, policy: &Policy, signal: QualitySignal, held_back: bool) -> CandidateView {
-    let empty = Default::default();
-    let c = eval.candidates.get(name).unwrap_or(&empty);
+    // A candidate with no evidence yet reads as an empty one (built only then: it holds histograms).
+    let empty;
+    let c = match eval.candidates.get(name) {
+        Some(c) => c,
+        None => {
+            empty = Default::default();
+            &empty
+        }
+    };
     let arm = &c.overall;
     let samples = match signal {
         QualitySignal::Judge => arm.judge.n,

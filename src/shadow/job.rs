@@ -92,9 +92,10 @@ impl Job {
         }));
         let noise_timeout = self.snap.upstream(&self.leader).map(|u| u.model.timeouts.total).unwrap_or_default();
         let noise_call = async {
-            match (&self.noise, self.send(&self.leader, noise_timeout)) {
-                (Some(_), Some(fut)) => Some(fut.await),
-                _ => None,
+            // Built only when this request re-sends to the leader for the noise floor.
+            match &self.noise {
+                Some(_) => Some(self.send(&self.leader, noise_timeout)?.await),
+                None => None,
             }
         };
         let (leader, results, noise) = tokio::join!(leader_rx, calls, noise_call);
@@ -152,7 +153,10 @@ impl Job {
         let (mut agreement, mut judged) = (None, None);
         if let (ShadowOutcome::Compared, Some(l)) = (outcome, leader) {
             agreement = self.agreement(compare, &l.captured, &r.captured).await;
-            judged = self.judge(&l.captured, &r.captured).await;
+            if self.route.evaluate.judge.is_some() {
+                // Boxed for the same reason as the embedding call.
+                judged = Box::pin(self.judge(&l.captured, &r.captured)).await;
+            }
         }
         let usage = r.captured.usage.clone().unwrap_or_default();
         let price = self.snap.upstream(model).and_then(|u| u.model.price);
@@ -216,13 +220,13 @@ impl Job {
         match compare.as_ref()? {
             Agreement::Pure(c) => compare::agreement(c, &output(a), &output(b)),
             Agreement::Embedding(model) => {
-                let r = self
-                    .call_json(
-                        model,
-                        Endpoint::Embeddings,
-                        |m| serde_json::json!({"model": m, "input": [a.text, b.text]}),
-                    )
-                    .await?;
+                // Boxed: this call's state would otherwise enlarge every job's future.
+                let r = Box::pin(self.call_json(
+                    model,
+                    Endpoint::Embeddings,
+                    |m| serde_json::json!({"model": m, "input": [a.text, b.text]}),
+                ))
+                .await?;
                 match (r.outcome, r.captured.embeddings.as_slice()) {
                     (CallOutcome::Ok, [x, y]) => compare::vectors::cosine(x, y).map(|c| c.clamp(0.0, 1.0)),
                     _ => None,

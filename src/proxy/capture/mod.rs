@@ -230,7 +230,7 @@ impl Capture {
             }
             // Not an object the scan can walk: read below for what it is.
         }
-        match serde_json::from_slice::<Value>(body) {
+        match read_fields(body).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
             Ok(v) => self.absorb_body(&v),
             // Some upstreams stream while labelling the body JSON; read it as what it is.
             Err(_) if body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b":") => {
@@ -240,6 +240,27 @@ impl Capture {
             Err(_) => {}
         }
     }
+}
+
+/// The top-level fields `absorb_body` reads, as an object of just those, without building values
+/// for the rest (ids, model names, fingerprints). None sends the caller to a full parse: a body
+/// that is not an object the scan walks, a field that does not parse, or a `\u` escape anywhere
+/// (the only way a key could spell one of these names differently). Unlike a full parse, this
+/// does not check fields it does not read.
+fn read_fields(body: &[u8]) -> Option<Value> {
+    const READ: [&[u8]; 8] = [b"error", b"usage", b"choices", b"output", b"output_text", b"object", b"text", b"data"];
+    if memchr::memmem::find(body, b"\\u").is_some() {
+        return None;
+    }
+    let fields = scan::top_level_fields(body, READ)?;
+    let mut object = serde_json::Map::new();
+    for (key, raw) in READ.iter().zip(fields) {
+        if let Some(raw) = raw {
+            let key = std::str::from_utf8(key).ok()?;
+            object.insert(key.to_string(), serde_json::from_slice(raw).ok()?);
+        }
+    }
+    Some(Value::Object(object))
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -520,3 +520,22 @@ fn base64_decoder() {
     assert_eq!(decode_base64("").unwrap(), b"");
     assert!(decode_base64("a*b").is_none());
 }
+
+#[test]
+fn only_the_fields_read_are_parsed_and_escaped_keys_still_count() {
+    let plain = br#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Paris"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+    let v = read_fields(plain).unwrap();
+    assert!(v.get("id").is_none() && v.get("model").is_none());
+    assert_eq!(v["choices"][0]["message"]["content"], "Paris");
+    let c = capture_all(Format::Json, BIG, plain);
+    assert_eq!(c.text, "Paris");
+    assert_eq!(c.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 1)));
+    // A key spelled with an escape is the same key: the full parse reads it.
+    let escaped = br#"{"ch\u006fices":[{"index":0,"message":{"content":"Rome"}}]}"#;
+    assert!(read_fields(escaped).is_none());
+    assert_eq!(capture_all(Format::Json, BIG, escaped).text, "Rome");
+    // The last of a repeated key wins, as in a full parse.
+    let twice = br#"{"text":"a","text":"b"}"#;
+    assert_eq!(read_fields(twice).unwrap()["text"], "b");
+    assert_eq!(capture_all(Format::Json, BIG, twice).text, "b");
+}
