@@ -20,8 +20,11 @@ use crate::client::codec::{Decoder, Framing, Step};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::RespBody;
 
-/// How much is read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much room a read of a head or body gets (the buffer grows for larger bodies).
+const READ_CHUNK: usize = 8 * 1024;
+/// How much room a connection keeps for reads while its request is handled or its response
+/// streams: enough to notice a close or the start of a pipelined request, small per open stream.
+const WATCH_CHUNK: usize = 512;
 /// A request head must arrive within this of the server starting to wait for it.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response data smaller than this is copied next to the head and other small frames so a
@@ -46,8 +49,8 @@ where
     Fut: Future<Output = Response<RespBody>>,
     L: Fn() -> u64,
 {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut stopped = pin!(settings.stop.cancelled());
     let mut deadline = pin!(tokio::time::sleep(HEAD_TIMEOUT));
     loop {
@@ -102,14 +105,14 @@ where
         // The handler, dropped (cancelling its work) if the client closes meanwhile. Bytes of
         // a next request that arrive meanwhile wait in `buf`.
         let mut handling = pin!((settings.handler)(Request::from_parts(parts, body)));
-        buf.reserve(READ_CHUNK);
+        buf.reserve(WATCH_CHUNK);
         let resp = loop {
             tokio::select! {
                 biased;
                 resp = &mut handling => break resp,
                 read = io.read_buf(&mut buf), if buf.len() < codec::MAX_HEAD => match read {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => buf.reserve(READ_CHUNK),
+                    Ok(_) => buf.reserve(WATCH_CHUNK),
                 },
             }
         };
