@@ -140,13 +140,9 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
     for v in headers.get_all(CONTENT_LENGTH) {
         for part in v.as_bytes().split(|b| *b == b',') {
             let part = part.trim_ascii();
-            let n = std::str::from_utf8(part)
-                .ok()
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|p| p.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    HeadError::Invalid(format!("invalid content-length {:?}", String::from_utf8_lossy(part)))
-                })?;
+            let n = decimal(part).ok_or_else(|| {
+                HeadError::Invalid(format!("invalid content-length {:?}", String::from_utf8_lossy(part)))
+            })?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::Invalid("conflicting content-length values".into()));
             }
@@ -154,6 +150,17 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
         }
     }
     Ok(length)
+}
+
+/// A non-empty run of ASCII digits as a number, if it fits.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| match d {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        _ => None,
+    })
 }
 
 /// How a response body is sent.
@@ -388,6 +395,10 @@ mod tests {
     fn numbers_are_written_in_decimal() {
         for n in [0u64, 7, 10, 65_536, u64::MAX] {
             assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+            assert_eq!(decimal(n.to_string().as_bytes()), Some(n));
+        }
+        for bad in ["", "-1", "+1", "1 2", "18446744073709551616", "0x1"] {
+            assert_eq!(decimal(bad.as_bytes()), None, "{bad}");
         }
     }
 }

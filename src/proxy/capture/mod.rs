@@ -28,10 +28,14 @@ impl Format {
     /// `text/event-stream` is SSE; `application/json` and `application/*+json` are JSON.
     pub fn from_content_type(ct: Option<&str>) -> Format {
         let Some(ct) = ct else { return Format::Other };
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if mime == "text/event-stream" {
+        let mime = ct.split(';').next().unwrap_or("").trim().as_bytes();
+        let is = |m: &[u8]| mime.eq_ignore_ascii_case(m);
+        let json_suffix = mime.len() >= b"application/+json".len()
+            && mime[..12].eq_ignore_ascii_case(b"application/")
+            && mime[mime.len() - 5..].eq_ignore_ascii_case(b"+json");
+        if is(b"text/event-stream") {
             Format::Sse
-        } else if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        } else if is(b"application/json") || json_suffix {
             Format::Json
         } else {
             Format::Other
@@ -132,7 +136,7 @@ fn count(n: &Option<serde_json::Number>) -> Option<u64> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 impl Capture {
