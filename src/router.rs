@@ -14,6 +14,7 @@ use crate::app::{App, SharedApp};
 use crate::config::Config;
 use crate::control::{self, Control};
 use crate::metrics::Metrics;
+use crate::server::Timeouts;
 use crate::state::ClientPool;
 use crate::{admin, proxy, server, store};
 
@@ -84,11 +85,19 @@ impl Router {
         let admin_handler = move |req| admin::handle(admin_app.clone(), req);
         // The admin listener outlives the proxy's drain so /readyz keeps answering 503.
         let servers = vec![
-            tokio::spawn(server::serve(listener, proxy_handler, proxy_limit, stop_listening.clone(), drain)),
+            tokio::spawn(server::serve(
+                listener,
+                proxy_handler,
+                proxy_limit,
+                Timeouts::default(),
+                stop_listening.clone(),
+                drain,
+            )),
             tokio::spawn(server::serve(
                 admin_listener,
                 admin_handler,
                 || ADMIN_MAX_BODY,
+                Timeouts::default(),
                 app.shutdown.clone(),
                 Duration::from_secs(1),
             )),

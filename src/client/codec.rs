@@ -211,7 +211,18 @@ impl Decoder {
     }
 
     /// Decodes from the front of `buf`, consuming what it used; body bytes share `buf`'s memory.
+    /// Lenient as a client should be with a server (bare LF line ends, spaces around the size).
     pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, String> {
+        self.step_with(buf, false)
+    }
+
+    /// `step` as a server must read a client's chunks: CRLF line ends only and the size in hex
+    /// digits only, so this server cannot read a body's end where a proxy in front reads another.
+    pub fn step_strict(&mut self, buf: &mut BytesMut) -> Result<Step, String> {
+        self.step_with(buf, true)
+    }
+
+    fn step_with(&mut self, buf: &mut BytesMut, strict: bool) -> Result<Step, String> {
         loop {
             match *self {
                 Decoder::Done => return Ok(Step::Done),
@@ -236,8 +247,12 @@ impl Decoder {
                     return Ok(Step::Data(buf.split().freeze()));
                 }
                 Decoder::ChunkSize => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
-                    let digits = line.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+                    let Some(line) = take_line(buf, strict)? else { return Ok(Step::More) };
+                    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
+                    let digits = if strict { digits.trim_ascii_end() } else { digits.trim_ascii() };
+                    if strict && !digits.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(format!("invalid chunk size {:?}", String::from_utf8_lossy(digits)));
+                    }
                     let size = std::str::from_utf8(digits)
                         .ok()
                         .filter(|d| !d.is_empty())
@@ -246,14 +261,14 @@ impl Decoder {
                     *self = if size == 0 { Decoder::Trailers } else { Decoder::ChunkData(size) };
                 }
                 Decoder::ChunkEnd => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
+                    let Some(line) = take_line(buf, strict)? else { return Ok(Step::More) };
                     if !line.is_empty() {
                         return Err("chunk data longer than its size".into());
                     }
                     *self = Decoder::ChunkSize;
                 }
                 Decoder::Trailers => {
-                    let Some(line) = take_line(buf)? else { return Ok(Step::More) };
+                    let Some(line) = take_line(buf, strict)? else { return Ok(Step::More) };
                     if line.is_empty() {
                         *self = Decoder::Done;
                     }
@@ -263,9 +278,10 @@ impl Decoder {
     }
 }
 
-/// Takes one line (without its CRLF or bare LF) from the front of `buf`.
-fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+/// Takes one line (without its CRLF, or bare LF unless `strict`) from the front of `buf`.
+fn take_line(buf: &mut BytesMut, strict: bool) -> Result<Option<Bytes>, String> {
     match memchr::memchr(b'\n', buf) {
+        Some(i) if strict && (i == 0 || buf[i - 1] != b'\r') => Err("a chunk line not ended by CRLF".into()),
         Some(i) => {
             let mut line = buf.split_to(i + 1).freeze();
             line.truncate(i);

@@ -32,6 +32,8 @@ pub enum HeadError {
     TooLarge(String),
     /// 400: not an HTTP/1.x request the router can read.
     Invalid(String),
+    /// 501: a transfer coding the router does not decode.
+    Unsupported(String),
 }
 
 impl HeadError {
@@ -39,12 +41,13 @@ impl HeadError {
         match self {
             HeadError::TooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HeadError::Invalid(_) => StatusCode::BAD_REQUEST,
+            HeadError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            HeadError::TooLarge(m) | HeadError::Invalid(m) => m,
+            HeadError::TooLarge(m) | HeadError::Invalid(m) | HeadError::Unsupported(m) => m,
         }
     }
 }
@@ -88,7 +91,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
 
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut conn = Connection::default();
-    let mut chunked = None;
+    // The transfer codings of every Transfer-Encoding header, in order: (how many, the last is chunked).
+    let mut codings: Option<(usize, bool)> = None;
     let mut expect_continue = false;
     for (n, nl, v, vl) in spans {
         let name =
@@ -97,7 +101,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         if name == CONNECTION {
             conn.read(raw);
         } else if name == TRANSFER_ENCODING {
-            chunked = Some(tokens(raw).next_back().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+            let (count, last) = codings.unwrap_or_default();
+            let chunked = tokens(raw).next_back().map_or(last, |t| t.eq_ignore_ascii_case(b"chunked"));
+            codings = Some((count + tokens(raw).count(), chunked));
         } else if name == EXPECT {
             expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -105,19 +111,20 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
             .map_err(|_| HeadError::Invalid(format!("invalid value for header {name}")))?;
         headers.append(name, value);
     }
-    let framing = match chunked {
+    let framing = match codings {
         // A request whose length cannot be known is refused (RFC 9112 section 6.3), and so is
         // one with both framings, the shape of request smuggling.
-        Some(false) => {
-            return Err(HeadError::Invalid("unsupported transfer-encoding: the last coding must be chunked".into()))
+        Some((_, false)) => {
+            return Err(HeadError::Invalid("transfer-encoding whose last coding is not chunked".into()))
         }
-        Some(true) if headers.contains_key(CONTENT_LENGTH) => {
+        Some(_) if headers.contains_key(CONTENT_LENGTH) => {
             return Err(HeadError::Invalid("both transfer-encoding and content-length".into()))
         }
-        Some(true) if version == Version::HTTP_10 => {
+        Some(_) if version == Version::HTTP_10 => {
             return Err(HeadError::Invalid("transfer-encoding in an HTTP/1.0 request".into()))
         }
-        Some(true) => Framing::Chunked,
+        Some((1, true)) => Framing::Chunked,
+        Some(_) => return Err(HeadError::Unsupported("transfer codings other than chunked are not supported".into())),
         None => Framing::Length(content_length(&headers)?.unwrap_or(0)),
     };
     let keep_alive = if version == Version::HTTP_11 { !conn.close } else { conn.keep_alive && !conn.close };
@@ -135,7 +142,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
 }
 
 /// The single length the `Content-Length` headers agree on, if any.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
     let mut length = None;
     for v in headers.get_all(CONTENT_LENGTH) {
         for part in v.as_bytes().split(|b| *b == b',') {
@@ -174,13 +181,14 @@ pub enum BodyFraming {
     Close,
 }
 
-/// Decides a response's framing (RFC 9112 section 6): the handler's `Content-Length` if it
-/// set one, else the body's exact size, else chunked for HTTP/1.1 and close for HTTP/1.0.
+/// Decides a response's framing (RFC 9112 section 6): the handler's valid `Content-Length`
+/// (`declared`) if it set one, else the body's exact size, else chunked for HTTP/1.1 and close
+/// for HTTP/1.0.
 pub fn response_framing(
     request_method: &Method,
     version: Version,
     status: StatusCode,
-    headers: &HeaderMap,
+    declared: Option<u64>,
     exact_size: Option<u64>,
 ) -> BodyFraming {
     if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -189,11 +197,10 @@ pub fn response_framing(
     if request_method == Method::HEAD {
         return BodyFraming::None;
     }
-    match (content_length(headers), exact_size) {
-        (Ok(Some(n)), _) => BodyFraming::Length(n),
-        (_, Some(n)) => BodyFraming::Length(n),
-        _ if version == Version::HTTP_11 => BodyFraming::Chunked,
-        _ => BodyFraming::Close,
+    match declared.or(exact_size) {
+        Some(n) => BodyFraming::Length(n),
+        None if version == Version::HTTP_11 => BodyFraming::Chunked,
+        None => BodyFraming::Close,
     }
 }
 
@@ -318,6 +325,14 @@ mod tests {
         let framing = |raw: &str| parse(raw).map(|h| h.unwrap().framing);
         assert_eq!(framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
         assert_eq!(framing("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n"), Ok(Framing::Length(7)));
+        let unsupported = parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert!(matches!(unsupported, Err(HeadError::Unsupported(_))));
+        let split = parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(split, Err(HeadError::Unsupported(_))));
+        assert!(matches!(
+            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Err(HeadError::Invalid(_))
+        ));
         for bad in [
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
@@ -358,15 +373,13 @@ mod tests {
 
     #[test]
     fn response_framing_prefers_the_handlers_length_then_the_exact_size() {
-        let mut h = HeaderMap::new();
-        let f = |m: &Method, v, s, h: &HeaderMap, e| response_framing(m, v, s, h, e);
-        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, Some(3)), BodyFraming::Length(3));
-        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, None), BodyFraming::Chunked);
-        assert_eq!(f(&Method::POST, Version::HTTP_10, StatusCode::OK, &h, None), BodyFraming::Close);
-        assert_eq!(f(&Method::HEAD, Version::HTTP_11, StatusCode::OK, &h, Some(3)), BodyFraming::None);
-        assert_eq!(f(&Method::GET, Version::HTTP_11, StatusCode::NO_CONTENT, &h, None), BodyFraming::None);
-        h.insert(CONTENT_LENGTH, HeaderValue::from_static("9"));
-        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, &h, None), BodyFraming::Length(9));
+        let f = response_framing;
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, None, Some(3)), BodyFraming::Length(3));
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, None, None), BodyFraming::Chunked);
+        assert_eq!(f(&Method::POST, Version::HTTP_10, StatusCode::OK, None, None), BodyFraming::Close);
+        assert_eq!(f(&Method::HEAD, Version::HTTP_11, StatusCode::OK, None, Some(3)), BodyFraming::None);
+        assert_eq!(f(&Method::GET, Version::HTTP_11, StatusCode::NO_CONTENT, None, None), BodyFraming::None);
+        assert_eq!(f(&Method::POST, Version::HTTP_11, StatusCode::OK, Some(9), None), BodyFraming::Length(9));
     }
 
     #[test]

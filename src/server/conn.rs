@@ -7,8 +7,9 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, Version};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,8 +26,32 @@ const READ_CHUNK: usize = 8 * 1024;
 /// How much room a connection keeps for reads while its request is handled or its response
 /// streams: enough to notice a close or the start of a pipelined request, small per open stream.
 const WATCH_CHUNK: usize = 512;
-/// A request head must arrive within this of the server starting to wait for it.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection's buffers are replaced by small ones between requests when they grew past this.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// Bytes of chunked framing (size lines, extensions, trailers) allowed beyond a body's limit.
+const FRAMING_SLACK: u64 = 64 * 1024;
+/// How long the server waits on a client.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request head must arrive within this of the server starting to wait for it.
+    pub head: Duration,
+    /// A request body that stops arriving for this long is given up (the connection closes).
+    pub body_idle: Duration,
+    /// A client that takes no bytes of its response for this long is given up (the connection
+    /// closes and the upstream's body is dropped, as when the client leaves).
+    pub send_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            head: Duration::from_secs(30),
+            body_idle: Duration::from_secs(30),
+            send_idle: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Response data smaller than this is copied next to the head and other small frames so a
 /// response usually leaves in one write; larger frames are written from their own memory.
 const COPY_BELOW: usize = 16 * 1024;
@@ -40,6 +65,7 @@ pub struct Settings<F, L> {
     pub handler: F,
     pub body_limit: L,
     pub stop: CancellationToken,
+    pub timeouts: Timeouts,
 }
 
 /// Serves requests on `io` until the client closes, a request asks to close, an error, or `stop`.
@@ -52,7 +78,8 @@ where
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
     let mut stopped = pin!(settings.stop.cancelled());
-    let mut deadline = pin!(tokio::time::sleep(HEAD_TIMEOUT));
+    let t = settings.timeouts;
+    let mut deadline = pin!(tokio::time::sleep(t.head));
     loop {
         // The head: closed quietly on end of stream, timeout, or stop while idle.
         let head = loop {
@@ -62,8 +89,12 @@ where
                 Err(e) => {
                     let resp =
                         json_response(e.status(), &error_body(e.message(), "invalid_request_error", "invalid_request"));
-                    let _ = respond(&mut io, &mut out, resp, &Method::GET, Version::HTTP_11, false).await;
-                    return linger(io).await;
+                    let sent =
+                        respond(&mut io, &mut buf, &mut out, resp, &Method::GET, Version::HTTP_11, false, t.send_idle);
+                    if sent.await != Sent::Gone {
+                        linger(io).await;
+                    }
+                    return;
                 }
             }
             if buf.is_empty() && settings.stop.is_cancelled() {
@@ -90,11 +121,14 @@ where
         let (body, mut reusable) = match framing {
             Framing::Length(n) if n > limit => (Err(BodyError::TooLarge { limit }), false),
             _ => {
-                let continued = !expect_continue || framing == Framing::Length(0) || !buf.is_empty();
-                if !continued && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-                    return;
+                if expect_continue && framing != Framing::Length(0) && buf.is_empty() {
+                    out.clear();
+                    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    if write_parts(&mut io, &mut out, None, BodyFraming::None, t.send_idle).await.is_err() {
+                        return;
+                    }
                 }
-                match read_body(&mut io, &mut buf, framing, limit).await {
+                match read_body(&mut io, &mut buf, framing, limit, t.body_idle).await {
                     Ok(body) => (Ok(body), keep_alive),
                     Err(ReadError::Closed) => return,
                     Err(ReadError::Body(e)) => (Err(e), false),
@@ -117,12 +151,23 @@ where
             }
         };
         reusable &= !settings.stop.is_cancelled() && !codec::wants_close(resp.headers());
-        match respond(&mut io, &mut out, resp, &method, version, reusable).await {
-            Ok(true) if reusable => {}
-            Ok(_) => return linger(io).await,
-            Err(_) => return,
+        match respond(&mut io, &mut buf, &mut out, resp, &method, version, reusable, t.send_idle).await {
+            Sent::Whole if reusable => {}
+            Sent::Whole | Sent::Short => return linger(io).await,
+            Sent::Broken => {
+                let _ = io.set_zero_linger();
+                return;
+            }
+            Sent::Gone => return,
         }
-        deadline.as_mut().reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+        // A large upload grew the buffer: keep a small one for the next request.
+        if buf.capacity() > KEEP_BUFFER {
+            buf = BytesMut::from(&buf[..]);
+        }
+        if out.capacity() > KEEP_BUFFER {
+            out = Vec::new();
+        }
+        deadline.as_mut().reset(tokio::time::Instant::now() + t.head);
     }
 }
 
@@ -132,24 +177,38 @@ enum ReadError {
     Body(BodyError),
 }
 
-/// Reads a request body framed by `framing` from `buf` and then `io`, up to `limit` bytes.
-async fn read_body(io: &mut TcpStream, buf: &mut BytesMut, framing: Framing, limit: u64) -> Result<Bytes, ReadError> {
+/// Reads a request body framed by `framing` from `buf` and then `io`, up to `limit` bytes of
+/// body (and, for chunked bodies, `FRAMING_SLACK` more bytes on the wire).
+async fn read_body(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    framing: Framing,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes, ReadError> {
     if let Framing::Length(n) = framing {
-        // Usually the whole body is already here: share its bytes.
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        while buf.len() < n {
-            buf.reserve((n - buf.len()).min(4 * 1024 * 1024));
-            match io.read_buf(buf).await {
+        // Usually the whole body is already here: share its bytes.
+        if buf.len() >= n {
+            return Ok(buf.split_to(n).freeze());
+        }
+        // Otherwise it gets its own buffer of its exact size, read to its end and no further.
+        let mut body = BytesMut::with_capacity(n);
+        body.extend_from_slice(&buf.split());
+        while body.len() < n {
+            let want = n - body.len();
+            match read_some(io, &mut (&mut body).limit(want), idle).await {
                 Ok(0) | Err(_) => return Err(ReadError::Closed),
                 Ok(_) => {}
             }
         }
-        return Ok(buf.split_to(n).freeze());
+        return Ok(body.freeze());
     }
     let mut decoder = Decoder::new(framing);
     let mut body = BytesMut::new();
+    let mut wire = buf.len() as u64;
     loop {
-        match decoder.step(buf) {
+        match decoder.step_strict(buf) {
             Ok(Step::Data(data)) => {
                 if (body.len() + data.len()) as u64 > limit {
                     return Err(ReadError::Body(BodyError::TooLarge { limit }));
@@ -157,11 +216,14 @@ async fn read_body(io: &mut TcpStream, buf: &mut BytesMut, framing: Framing, lim
                 body.extend_from_slice(&data);
             }
             Ok(Step::Done) => return Ok(body.freeze()),
+            Ok(Step::More) if wire > limit.saturating_add(FRAMING_SLACK) => {
+                return Err(ReadError::Body(BodyError::TooLarge { limit }))
+            }
             Ok(Step::More) => {
                 buf.reserve(READ_CHUNK);
-                match io.read_buf(buf).await {
+                match read_some(io, buf, idle).await {
                     Ok(0) | Err(_) => return Err(ReadError::Closed),
-                    Ok(_) => {}
+                    Ok(n) => wire += n as u64,
                 }
             }
             Err(e) => return Err(ReadError::Body(BodyError::Invalid(e))),
@@ -169,17 +231,41 @@ async fn read_body(io: &mut TcpStream, buf: &mut BytesMut, framing: Framing, lim
     }
 }
 
-/// Writes `resp`; `Ok(true)` when its body went out whole and framed, so the connection may carry another request.
+/// How a response went out.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// Whole and framed: the connection may carry another request.
+    Whole,
+    /// Shorter than the handler's `content-length` said: close, the framing shows the cut.
+    Short,
+    /// The body broke off: reset the connection so even a close-delimited body reads as cut.
+    Broken,
+    /// The client left, stopped taking bytes, or a write failed: nothing more to say.
+    Gone,
+}
+
+/// Writes `resp`, watching the client for a close while the body waits for its next frame.
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     io: &mut TcpStream,
+    buf: &mut BytesMut,
     out: &mut Vec<u8>,
     resp: Response<RespBody>,
     method: &Method,
     version: Version,
     keep_alive: bool,
-) -> io::Result<bool> {
-    let (parts, body) = resp.into_parts();
-    let framing = codec::response_framing(method, version, parts.status, &parts.headers, body.size_hint().exact());
+    idle: Duration,
+) -> Sent {
+    let (mut parts, body) = resp.into_parts();
+    // An unreadable length is not sent on; 1xx and 204 responses carry none (RFC 9110 8.6).
+    let declared = match codec::content_length(&parts.headers) {
+        Ok(n) if !(parts.status.is_informational() || parts.status == StatusCode::NO_CONTENT) => n,
+        _ => {
+            parts.headers.remove(CONTENT_LENGTH);
+            None
+        }
+    };
+    let framing = codec::response_framing(method, version, parts.status, declared, body.size_hint().exact());
     let keep_alive = keep_alive && framing != BodyFraming::Close;
     out.clear();
     DATE.with_borrow_mut(|d| {
@@ -194,75 +280,125 @@ async fn respond(
         )
     });
     if framing == BodyFraming::None {
-        io.write_all(out).await?;
-        return Ok(true);
+        return match write_parts(io, out, None, framing, idle).await {
+            Ok(()) => Sent::Whole,
+            Err(_) => Sent::Gone,
+        };
     }
     let mut body = pin!(body);
     let mut sent: u64 = 0;
     let mut big: Option<Bytes> = None;
     loop {
-        // Every frame that is ready now joins this write; a large one ends the batch.
-        let ended = poll_fn(|cx| {
-            let mut got = false;
-            loop {
-                match body.as_mut().poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        got = true;
-                        let Ok(data) = frame.into_data() else { continue };
-                        if data.is_empty() {
-                            continue;
-                        }
-                        sent += data.len() as u64;
-                        if framing == BodyFraming::Chunked {
-                            codec::chunk_size_line(data.len(), out);
-                        }
-                        if data.len() < COPY_BELOW {
-                            out.extend_from_slice(&data);
-                            if framing == BodyFraming::Chunked {
-                                out.extend_from_slice(b"\r\n");
-                            }
-                        } else {
-                            big = Some(data);
-                            return Poll::Ready(Ok(false));
-                        }
-                        if out.len() >= COPY_BELOW {
-                            return Poll::Ready(Ok(false));
-                        }
+        // Every frame that is ready now joins this write (a large one ends the batch); the head
+        // goes out at once if the body has nothing yet. While the body waits, a close from the
+        // client ends the response (and drops the body, which cancels the upstream's).
+        let batch = poll_fn(|cx| loop {
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                    Poll::Ready(None) => return Poll::Ready(Ok(true)),
-                    Poll::Pending if got => return Poll::Ready(Ok(false)),
-                    Poll::Pending => return Poll::Pending,
+                    sent += data.len() as u64;
+                    if framing == BodyFraming::Chunked {
+                        codec::chunk_size_line(data.len(), out);
+                    }
+                    if data.len() >= COPY_BELOW {
+                        big = Some(data);
+                        return Poll::Ready(Batch::More);
+                    }
+                    out.extend_from_slice(&data);
+                    if framing == BodyFraming::Chunked {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    if out.len() >= COPY_BELOW {
+                        return Poll::Ready(Batch::More);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "response body ended with an error");
+                    return Poll::Ready(Batch::Broken);
+                }
+                Poll::Ready(None) => return Poll::Ready(Batch::End),
+                Poll::Pending if !out.is_empty() => return Poll::Ready(Batch::More),
+                Poll::Pending => {
+                    return if client_left(io, buf, cx) { Poll::Ready(Batch::Gone) } else { Poll::Pending }
                 }
             }
         })
         .await;
-        let ended = match ended {
-            Ok(ended) => ended,
-            Err(e) => {
-                // The body broke off: what was sent stands, and the close tells the client it is cut short.
-                tracing::debug!(error = %e, "response body ended with an error");
-                write_parts(io, out, big.take(), framing).await?;
-                return Ok(false);
+        match batch {
+            Batch::Gone => return Sent::Gone,
+            Batch::Broken => {
+                // What was sent stands; the reset tells the client it is cut short.
+                let _ = write_parts(io, out, big.take(), framing, idle).await;
+                return Sent::Broken;
             }
-        };
-        let whole = match framing {
-            BodyFraming::Length(n) if sent > n => {
+            Batch::More | Batch::End => {}
+        }
+        let ended = batch == Batch::End;
+        if let BodyFraming::Length(n) = framing {
+            if sent > n {
                 tracing::warn!(declared = n, sent, "response body longer than its content-length; closing");
-                return Ok(false);
+                return Sent::Broken;
             }
-            BodyFraming::Length(n) => !ended || sent == n,
-            _ => true,
-        };
+        }
         // (A large frame ends its batch before the body can end, so the last chunk goes here.)
         if ended && framing == BodyFraming::Chunked {
             out.extend_from_slice(b"0\r\n\r\n");
         }
-        write_parts(io, out, big.take(), framing).await?;
+        if write_parts(io, out, big.take(), framing, idle).await.is_err() {
+            return Sent::Gone;
+        }
         if ended {
-            return Ok(whole && framing != BodyFraming::Close);
+            return match framing {
+                BodyFraming::Length(n) if sent < n => Sent::Short,
+                BodyFraming::Close => Sent::Short,
+                _ => Sent::Whole,
+            };
         }
     }
+}
+
+/// What one look at the response body found.
+#[derive(Debug, PartialEq, Eq)]
+enum Batch {
+    /// Frames to write, and more to come.
+    More,
+    /// The last frames (or none) to write.
+    End,
+    Broken,
+    Gone,
+}
+
+/// Whether the client has closed (or its socket failed), seen without waiting. Bytes it sends
+/// meanwhile (a pipelined request) are kept in `buf` up to a head's size; after that the
+/// connection is not watched until the response ends.
+fn client_left(io: &mut TcpStream, buf: &mut BytesMut, cx: &mut std::task::Context<'_>) -> bool {
+    loop {
+        if buf.len() >= codec::MAX_HEAD {
+            return false;
+        }
+        match io.poll_read_ready(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) => {
+                buf.reserve(WATCH_CHUNK);
+                match io.try_read_buf(buf) {
+                    Ok(0) => return true,
+                    Ok(_) => {}
+                    // The readiness was stale; polling again registers for the next event.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return true,
+                }
+            }
+        }
+    }
+}
+
+/// One read of more body bytes, within `idle`.
+async fn read_some<B: BufMut>(io: &mut TcpStream, buf: &mut B, idle: Duration) -> io::Result<usize> {
+    tokio::time::timeout(idle, io.read_buf(buf)).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Writes `out` then `big` (with its chunk's CRLF when chunked) in as few system calls as the socket allows, and clears `out`.
@@ -271,6 +407,7 @@ async fn write_parts(
     out: &mut Vec<u8>,
     big: Option<Bytes>,
     framing: BodyFraming,
+    idle: Duration,
 ) -> io::Result<()> {
     let crlf: &[u8] = if big.is_some() && framing == BodyFraming::Chunked { b"\r\n" } else { b"" };
     let big = big.unwrap_or_default();
@@ -278,7 +415,12 @@ async fn write_parts(
     let mut slices = &mut slices[..];
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        let n = io.write_vectored(slices).await?;
+        // The timer is only armed when the socket cannot take the bytes at once.
+        let n = tokio::select! {
+            biased;
+            n = io.write_vectored(slices) => n?,
+            () = tokio::time::sleep(idle) => return Err(io::ErrorKind::TimedOut.into()),
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

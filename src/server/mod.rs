@@ -3,6 +3,8 @@
 mod codec;
 mod conn;
 
+pub use conn::Timeouts;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ pub async fn serve<F, Fut, L>(
     listener: TcpListener,
     handler: F,
     body_limit: L,
+    timeouts: Timeouts,
     stop: CancellationToken,
     drain: Duration,
 ) where
@@ -41,7 +44,7 @@ pub async fn serve<F, Fut, L>(
     Fut: Future<Output = Response<RespBody>> + Send + 'static,
     L: Fn() -> u64 + Send + Sync + 'static,
 {
-    let settings = Arc::new(conn::Settings { handler, body_limit, stop: stop.clone() });
+    let settings = Arc::new(conn::Settings { handler, body_limit, stop: stop.clone(), timeouts });
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -83,11 +86,30 @@ mod tests {
     use super::*;
     use crate::proxy::full;
 
-    /// A server whose handler echoes the body (or names the body error); `/slow` waits until
-    /// dropped, counting drops; `/stream` sends three frames of unknown length.
-    async fn server(
-        limit: u64,
-    ) -> (std::net::SocketAddr, CancellationToken, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    /// Counts drops of what it guards.
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn frame(s: &'static str) -> Result<http_body::Frame<Bytes>, crate::proxy::BoxError> {
+        Ok(http_body::Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    struct Server {
+        addr: std::net::SocketAddr,
+        stop: CancellationToken,
+        /// Handlers (`/slow`) and bodies (`/forever`) dropped so far.
+        dropped: Arc<AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// A server whose handler echoes the body (413 for a body over `limit`, 400 for a broken
+    /// one); `/slow` never answers; `/stream` sends three frames at once; `/late` sends its one
+    /// frame after 300 ms; `/wait` answers after 300 ms; `/forever` sends one frame and then nothing.
+    async fn server(limit: u64, timeouts: Timeouts) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -96,37 +118,59 @@ mod tests {
         let handler = move |req: Request<ReqBody>| {
             let d = d.clone();
             async move {
+                let stream = |frames: futures_util::stream::BoxStream<'static, _>| {
+                    Response::new(http_body_util::StreamBody::new(frames).boxed_unsync())
+                };
+                use futures_util::StreamExt;
                 match req.uri().path() {
                     "/slow" => {
-                        struct Count(Arc<AtomicUsize>);
-                        impl Drop for Count {
-                            fn drop(&mut self) {
-                                self.0.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
                         let _count = Count(d);
                         std::future::pending::<()>().await;
                         unreachable!()
                     }
-                    "/stream" => {
-                        let frames = futures_util::stream::iter(["a", "bb", "ccc"].map(|s| {
-                            Ok::<_, crate::proxy::BoxError>(http_body::Frame::data(Bytes::from_static(s.as_bytes())))
-                        }));
-                        Response::new(http_body_util::StreamBody::new(frames).boxed_unsync())
+                    "/stream" => stream(futures_util::stream::iter([frame("a"), frame("bb"), frame("ccc")]).boxed()),
+                    "/late" => stream(
+                        futures_util::stream::once(async {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            frame("late")
+                        })
+                        .boxed(),
+                    ),
+                    "/wait" => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Response::new(full(Bytes::from_static(b"waited")))
                     }
-                    _ => match req.into_body() {
-                        Ok(b) => Response::new(full(b)),
-                        Err(e) => {
-                            let mut r = Response::new(full(Bytes::from(e.to_string())));
-                            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-                            r
-                        }
-                    },
+                    "/forever" => {
+                        let count = Count(d);
+                        let rest = futures_util::stream::pending().map(move |x| {
+                            let _ = &count;
+                            x
+                        });
+                        stream(futures_util::stream::iter([frame("first")]).chain(rest).boxed())
+                    }
+                    _ => {
+                        let (status, body) = match req.into_body() {
+                            Ok(b) => (StatusCode::OK, b),
+                            Err(e @ BodyError::TooLarge { .. }) => {
+                                (StatusCode::PAYLOAD_TOO_LARGE, e.to_string().into())
+                            }
+                            Err(e @ BodyError::Invalid(_)) => (StatusCode::BAD_REQUEST, e.to_string().into()),
+                        };
+                        let mut r = Response::new(full(body));
+                        *r.status_mut() = status;
+                        r
+                    }
                 }
             }
         };
-        let task = tokio::spawn(serve(listener, handler, move || limit, stop.clone(), Duration::from_secs(5)));
-        (addr, stop, dropped, task)
+        let task =
+            tokio::spawn(serve(listener, handler, move || limit, timeouts, stop.clone(), Duration::from_secs(5)));
+        Server { addr, stop, dropped, task }
+    }
+
+    fn short() -> Timeouts {
+        let t = Duration::from_millis(300);
+        Timeouts { head: t, body_idle: t, send_idle: t }
     }
 
     /// Sends `raw`, then reads until the server closes or `until` appears; returns what was read.
@@ -135,7 +179,7 @@ mod tests {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
-            if until.is_some_and(|u| String::from_utf8_lossy(&got).matches(u).count() > 0) {
+            if until.is_some_and(|u| String::from_utf8_lossy(&got).contains(u)) {
                 break;
             }
             match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
@@ -147,12 +191,22 @@ mod tests {
         String::from_utf8_lossy(&got).into_owned()
     }
 
+    async fn wait_for(count: &AtomicUsize, n: usize) -> bool {
+        for _ in 0..100 {
+            if count.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn keep_alive_pipelining_and_chunked_request_bodies() {
-        let (addr, ..) = server(1024).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         // Two requests in one write, the second with a chunked body; both answered in order.
-        let raw = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let raw = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n";
         let got = exchange(&mut c, raw, Some("abcde")).await;
         let first = got.find("hello").expect(&got);
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
@@ -165,13 +219,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_in_several_reads_is_read_whole() {
+        let s = server(1 << 20, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let body = "x".repeat(100_000);
+        c.write_all(format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).await.unwrap();
+        for part in body.as_bytes().chunks(30_000) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.write_all(part).await.unwrap();
+        }
+        let got = exchange(&mut c, b"GET /next HTTP/1.1\r\nConnection: close\r\n\r\n", None).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n"), "{}", &got[..200]);
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 2);
+    }
+
+    #[tokio::test]
     async fn bodies_over_the_limit_are_answered_then_closed() {
-        let (addr, ..) = server(4).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let s = server(4, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got = exchange(&mut c, b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789", None).await;
         assert!(got.starts_with("HTTP/1.1 413 "), "{got}");
         assert!(got.contains("connection: close") && got.ends_with("request body larger than 4 bytes"), "{got}");
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got =
             exchange(&mut c, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n123456789\r\n0\r\n\r\n", None)
                 .await;
@@ -179,9 +248,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn chunk_lines_must_be_strict() {
+        let s = server(1024, short()).await;
+        for bad in
+            ["5\nhello\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", " 5\r\nhello\r\n0\r\n\r\n", "5;a\nhello\r\n0\r\n\r\n"]
+        {
+            let mut c = TcpStream::connect(s.addr).await.unwrap();
+            let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{bad}");
+            let got = exchange(&mut c, raw.as_bytes(), None).await;
+            assert!(got.starts_with("HTTP/1.1 400 ") && got.contains("connection: close"), "{bad:?}: {got}");
+        }
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let got = exchange(&mut c, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", None).await;
+        assert!(got.starts_with("HTTP/1.1 501 "), "{got}");
+    }
+
+    #[tokio::test]
     async fn expect_continue_gets_100_before_the_body() {
-        let (addr, ..) = server(1024).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got =
             exchange(&mut c, b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", Some("\r\n\r\n"))
                 .await;
@@ -192,13 +277,13 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_heads_get_an_openai_shaped_400() {
-        let (addr, ..) = server(1024).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got = exchange(&mut c, b"NOT HTTP AT ALL\r\n\r\n", None).await;
         assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n") && got.contains("connection: close"), "{got}");
         let body: serde_json::Value = serde_json::from_str(&got[got.find("\r\n\r\n").unwrap() + 4..]).unwrap();
         assert_eq!(body["error"]["type"], "invalid_request_error", "{got}");
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got =
             exchange(&mut c, b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", None).await;
         assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
@@ -206,38 +291,92 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_of_unknown_length_are_chunked_or_closed_by_version() {
-        let (addr, ..) = server(1024).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got = exchange(&mut c, b"GET /stream HTTP/1.1\r\n\r\n", Some("0\r\n\r\n")).await;
         assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
         assert!(got.ends_with("\r\n\r\n1\r\na\r\n2\r\nbb\r\n3\r\nccc\r\n0\r\n\r\n"), "{got}");
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         let got = exchange(&mut c, b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", None).await;
         assert!(got.contains("connection: close\r\n") && !got.contains("chunked"), "{got}");
         assert!(got.ends_with("\r\n\r\nabbccc"), "{got}");
     }
 
     #[tokio::test]
-    async fn a_client_that_leaves_cancels_its_request_and_drain_closes_idle_connections() {
-        let (addr, stop, dropped, task) = server(1024).await;
-        let mut c = TcpStream::connect(addr).await.unwrap();
+    async fn the_head_goes_out_before_a_slow_first_frame() {
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let head = exchange(&mut c, b"GET /late HTTP/1.1\r\n\r\n", Some("\r\n\r\n")).await;
+        assert!(started.elapsed() < Duration::from_millis(250), "the head waited for the body");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && !head.contains("late"), "{head}");
+        let rest = exchange(&mut c, b"", Some("0\r\n\r\n")).await;
+        assert_eq!(rest, "4\r\nlate\r\n0\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_cancels_its_request_or_its_stream() {
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
         c.write_all(b"GET /slow HTTP/1.1\r\n\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(c);
-        for _ in 0..100 {
-            if dropped.load(Ordering::SeqCst) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(dropped.load(Ordering::SeqCst), 1, "the handler was not cancelled");
-        // An idle keep-alive connection closes at once on stop, and serve returns.
-        let mut idle = TcpStream::connect(addr).await.unwrap();
+        assert!(wait_for(&s.dropped, 1).await, "the handler was not cancelled");
+        // A stream waiting for its next frame: the client's close drops the body.
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let got = exchange(&mut c, b"GET /forever HTTP/1.1\r\n\r\n", Some("first\r\n")).await;
+        assert!(got.ends_with("5\r\nfirst\r\n"), "{got}");
+        assert_eq!(s.dropped.load(Ordering::SeqCst), 1);
+        drop(c);
+        assert!(wait_for(&s.dropped, 2).await, "the stream's body was not dropped");
+    }
+
+    #[tokio::test]
+    async fn drain_closes_idle_connections_at_once_and_busy_ones_after_their_response() {
+        let long = Timeouts { head: Duration::from_secs(30), ..short() };
+        let s = server(1024, long).await;
+        let mut idle = TcpStream::connect(s.addr).await.unwrap();
         let got = exchange(&mut idle, b"GET /x HTTP/1.1\r\n\r\n", Some("\r\n\r\n")).await;
         assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(2), task).await.expect("drain did not finish").unwrap();
+        let mut busy = TcpStream::connect(s.addr).await.unwrap();
+        busy.write_all(b"GET /wait HTTP/1.1\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.stop.cancel();
         let mut rest = [0u8; 16];
-        assert_eq!(idle.read(&mut rest).await.unwrap(), 0);
+        let started = std::time::Instant::now();
+        assert_eq!(tokio::time::timeout(Duration::from_secs(1), idle.read(&mut rest)).await.unwrap().unwrap(), 0);
+        assert!(started.elapsed() < Duration::from_millis(200), "the idle connection was not closed at once");
+        let got = exchange(&mut busy, b"", None).await;
+        assert!(got.contains("connection: close\r\n") && got.ends_with("waited"), "{got}");
+        tokio::time::timeout(Duration::from_secs(3), s.task).await.expect("drain did not finish").unwrap();
+    }
+
+    #[tokio::test]
+    async fn clients_that_stall_are_given_up() {
+        let s = server(1 << 20, short()).await;
+        // A head that never completes, and a body that stops halfway: both closed, no answer.
+        for raw in [&b"POST / HTTP/1.1\r\nContent-Le"[..], b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345"] {
+            let mut c = TcpStream::connect(s.addr).await.unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(exchange(&mut c, raw, None).await, "");
+            assert!(started.elapsed() < Duration::from_secs(3));
+        }
+        // A client that sends requests but never reads: once the socket buffers are full the
+        // server stops waiting and closes.
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let big = vec![b'x'; 1 << 20];
+        let mut req = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len()).into_bytes();
+        req.extend_from_slice(&big);
+        let writer = async {
+            for _ in 0..64 {
+                if c.write_all(&req).await.is_err() {
+                    return true;
+                }
+            }
+            false
+        };
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the server kept the connection");
+        assert!(closed, "the server kept reading from a client that never reads");
     }
 }

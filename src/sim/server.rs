@@ -19,7 +19,7 @@ use super::embed;
 use super::images;
 use super::state::{Received, ServerState};
 use crate::rng::jittered;
-use crate::server::{BodyError, ReqBody};
+use crate::server::{BodyError, ReqBody, Timeouts};
 
 /// Request bodies above this are refused with 413, as the real API does for oversized uploads.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -32,7 +32,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, 
         let state = Arc::clone(&state);
         async move { handle(state, req).await.map(|b| b.map_err(|e| match e {}).boxed_unsync()) }
     };
-    let serving = crate::server::serve(listener, handler, || MAX_BODY as u64, token.clone(), Duration::ZERO);
+    let serving =
+        crate::server::serve(listener, handler, || MAX_BODY as u64, Timeouts::default(), token.clone(), Duration::ZERO);
     tokio::pin!(serving);
     tokio::select! {
         () = &mut serving => {}
