@@ -78,10 +78,25 @@ const SERVED_CAPACITY: usize = 100_000;
 /// Process-wide shadow state.
 #[derive(Default)]
 pub struct Shadow {
-    limits: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
-    budgets: Mutex<HashMap<(String, String), Budget>>,
+    limits: Mutex<ByRoute<Arc<Semaphore>>>,
+    budgets: Mutex<ByRoute<Budget>>,
     evaluations: Mutex<HashMap<String, RouteEval>>,
     served: Mutex<ServedLog>,
+}
+
+/// Values kept per (route, name), found by `&str` without building a key.
+type ByRoute<V> = HashMap<String, HashMap<String, V>>;
+
+/// The value for (route, name), made by `new` the first time; keys are allocated only then.
+fn by_route<'a, V>(map: &'a mut ByRoute<V>, route: &str, name: &str, new: impl FnOnce() -> V) -> Option<&'a mut V> {
+    if !map.contains_key(route) {
+        map.insert(route.to_string(), HashMap::new());
+    }
+    let names = map.get_mut(route)?;
+    if !names.contains_key(name) {
+        names.insert(name.to_string(), new());
+    }
+    names.get_mut(name)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,19 +138,15 @@ impl Shadow {
     }
 
     fn permit(&self, route: &str, key: &str, limit: usize) -> Option<OwnedSemaphorePermit> {
-        let sem = lock(&self.limits)
-            .entry((route.to_string(), key.to_string()))
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-            .clone();
+        let sem = by_route(&mut lock(&self.limits), route, key, || Arc::new(Semaphore::new(limit)))?.clone();
         sem.try_acquire_owned().ok()
     }
 
     fn within_budget(&self, route: &str, c: &Candidate) -> bool {
         let Some(limit) = c.budget_per_hour else { return true };
         let mut budgets = lock(&self.budgets);
-        let b = budgets
-            .entry((route.to_string(), c.model.clone()))
-            .or_insert(Budget { hour_start: Instant::now(), spent: 0.0 });
+        let new = || Budget { hour_start: Instant::now(), spent: 0.0 };
+        let Some(b) = by_route(&mut budgets, route, &c.model, new) else { return true };
         if b.hour_start.elapsed() >= Duration::from_secs(3600) {
             *b = Budget { hour_start: Instant::now(), spent: 0.0 };
         }
@@ -143,7 +154,7 @@ impl Shadow {
     }
 
     fn spend(&self, route: &str, candidate: &str, usd: f64) {
-        if let Some(b) = lock(&self.budgets).get_mut(&(route.to_string(), candidate.to_string())) {
+        if let Some(b) = lock(&self.budgets).get_mut(route).and_then(|names| names.get_mut(candidate)) {
             b.spent += usd;
         }
     }
