@@ -136,6 +136,20 @@ mod tests {
                         })
                         .boxed(),
                     ),
+                    "/badlen" | "/nocontent" => {
+                        let mut r = Response::new(full(Bytes::from_static(b"xyz")));
+                        let (len, status) = if req.uri().path() == "/badlen" {
+                            ("abc", StatusCode::OK)
+                        } else {
+                            ("5", StatusCode::NO_CONTENT)
+                        };
+                        *r.status_mut() = status;
+                        r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static(len));
+                        r
+                    }
+                    "/broken" => {
+                        stream(futures_util::stream::iter([frame("part"), Err("upstream broke".into())]).boxed())
+                    }
                     "/wait" => {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         Response::new(full(Bytes::from_static(b"waited")))
@@ -378,5 +392,33 @@ mod tests {
         let closed =
             tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the server kept the connection");
         assert!(closed, "the server kept reading from a client that never reads");
+    }
+
+    #[tokio::test]
+    async fn lengths_the_handler_got_wrong_are_not_sent_on() {
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        let got = exchange(&mut c, b"GET /badlen HTTP/1.1\r\n\r\n", Some("xyz")).await;
+        assert!(got.contains("content-length: 3\r\n") && !got.contains("abc"), "{got}");
+        let got = exchange(&mut c, b"GET /nocontent HTTP/1.1\r\nConnection: close\r\n\r\n", None).await;
+        assert!(got.starts_with("HTTP/1.1 204 ") && !got.contains("content-length"), "{got}");
+        assert!(got.ends_with("\r\n\r\n"), "a 204 carried a body: {got}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_resets_the_connection() {
+        let s = server(1024, short()).await;
+        // Close-delimited (HTTP/1.0): only a reset tells the client the body is cut short.
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /broken HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 4096];
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.expect("no end") {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        assert_eq!(ended, Err(std::io::ErrorKind::ConnectionReset));
     }
 }
