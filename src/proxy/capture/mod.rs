@@ -234,7 +234,17 @@ impl Capture {
             }
             // Not an object the scan can walk: read below for what it is.
         }
-        match read_fields(body).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
+        let fields = scan_fields(body);
+        if let Some((text, usage)) = fields.as_ref().and_then(plain::read) {
+            if let Some(u) = usage.as_ref().and_then(parse_usage) {
+                self.usage = Some(u);
+            }
+            if let Some(t) = text {
+                self.append_text(&t);
+            }
+            return;
+        }
+        match fields.and_then(fields_value).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
             Ok(v) => self.absorb_body(&v),
             // Some upstreams stream while labelling the body JSON; read it as what it is.
             Err(_) if body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b":") => {
@@ -246,17 +256,23 @@ impl Capture {
     }
 }
 
-/// The top-level fields `absorb_body` reads, as an object of just those, without building values
-/// for the rest (ids, model names, fingerprints). None sends the caller to a full parse: a body
-/// that is not an object the scan walks, a field that does not parse, or a `\u` escape anywhere
-/// (the only way a key could spell one of these names differently). Unlike a full parse, this
-/// does not check fields it does not read.
-fn read_fields(body: &[u8]) -> Option<Value> {
-    const READ: [&[u8]; 8] = [b"error", b"usage", b"choices", b"output", b"output_text", b"object", b"text", b"data"];
+/// The top-level fields `absorb_body` reads.
+const READ: [&[u8]; 8] = [b"error", b"usage", b"choices", b"output", b"output_text", b"object", b"text", b"data"];
+
+/// The raw text of the `READ` fields, found by the structural scan. None sends the caller to a
+/// full parse: a body that is not an object the scan walks, or a `\u` escape anywhere (the only
+/// way a key could spell one of these names differently).
+fn scan_fields(body: &[u8]) -> Option<[Option<&[u8]>; 8]> {
     if memchr::memmem::find(body, b"\\u").is_some() {
         return None;
     }
-    let fields = scan::top_level_fields(body, READ)?;
+    scan::top_level_fields(body, READ)
+}
+
+/// The `READ` fields as an object of just those, without building values for the rest (ids,
+/// model names, fingerprints); None if one does not parse. Unlike a full parse, this does not
+/// check fields it does not read.
+fn fields_value(fields: [Option<&[u8]>; 8]) -> Option<Value> {
     let mut object = serde_json::Map::new();
     for (key, raw) in READ.iter().zip(fields) {
         if let Some(raw) = raw {
@@ -343,6 +359,7 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 }
 
 mod events;
+mod plain;
 mod scan;
 mod sse;
 #[cfg(test)]

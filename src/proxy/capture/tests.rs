@@ -521,6 +521,10 @@ fn base64_decoder() {
     assert!(decode_base64("a*b").is_none());
 }
 
+fn read_fields(body: &[u8]) -> Option<Value> {
+    scan_fields(body).and_then(fields_value)
+}
+
 #[test]
 fn only_the_fields_read_are_parsed_and_escaped_keys_still_count() {
     let plain = br#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Paris"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
@@ -538,4 +542,93 @@ fn only_the_fields_read_are_parsed_and_escaped_keys_still_count() {
     let twice = br#"{"text":"a","text":"b"}"#;
     assert_eq!(read_fields(twice).unwrap()["text"], "b");
     assert_eq!(capture_all(Format::Json, BIG, twice).text, "b");
+}
+
+/// The capture as the value reading alone would make it, for comparison with the fast paths.
+fn by_values(body: &[u8]) -> Captured {
+    let mut c = Capture::new(Format::Json, BIG);
+    c.bytes = body.len() as u64;
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        c.absorb_body(&v);
+    }
+    c.finish()
+}
+
+#[test]
+fn plain_answers_read_as_the_values_read_them() {
+    for body in [
+        r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Paris"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        r#"{"choices":[{"index":1,"message":{"content":"b"}},{"index":0,"message":{"content":"a"}}]}"#,
+        r#"{"choices":[{"message":null,"text":"t"}]}"#,
+        r#"{"choices":[{"text":"legacy"}],"usage":null}"#,
+        r#"{"choices":[{"index":"0","message":{"content":"x"}}]}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x"},"message":{"content":"y"}}]}"#,
+        r#"{"choices":[{"message":{"content":[{"type":"text","text":"p"}]}}]}"#,
+        r#"{"choices":[{"message":{"content":"x","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}"#,
+        r#"{"error":null,"choices":[{"message":{"content":"e\"s\u00e9"}}],"object":"chat.completion"}"#,
+        r#"{"error":{"message":"no"},"choices":[]}"#,
+        r#"{"choices":[1,2],"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#,
+        r#"{"choices":[],"object":"chat.completion","text":nul}"#,
+    ] {
+        assert_eq!(capture_all(Format::Json, BIG, body.as_bytes()), by_values(body.as_bytes()), "{body}");
+    }
+    // The first of those is read without a value tree; content parts are not.
+    let fast = |b: &str| scan_fields(b.as_bytes()).as_ref().and_then(plain::read).is_some();
+    assert!(fast(r#"{"choices":[{"index":0,"message":{"content":"Paris"}}],"usage":{"prompt_tokens":3}}"#));
+    assert!(!fast(r#"{"choices":[{"message":{"content":[{"type":"text","text":"p"}]}}]}"#));
+}
+
+use proptest::strategy::Strategy as _;
+
+proptest::proptest! {
+    /// Over generated chat and completion answers, the fast readings (only the fields read,
+    /// and plain choices without a value tree) capture exactly what the value reading does.
+    #[test]
+    fn fast_readings_agree_with_values(
+        choices in proptest::collection::vec(
+            (
+                proptest::option::of(proptest::prop_oneof![
+                    proptest::strategy::Just(json!(0)), proptest::strategy::Just(json!(1)),
+                    proptest::strategy::Just(json!("0")), proptest::strategy::Just(json!(0.0)),
+                    proptest::strategy::Just(json!(-1)), proptest::strategy::Just(Value::Null),
+                ]),
+                proptest::option::of(proptest::prop_oneof![
+                    ".{0,12}".prop_map(|t| json!({"role": "assistant", "content": t})),
+                    proptest::strategy::Just(json!({"content": null})),
+                    proptest::strategy::Just(Value::Null),
+                    ".{0,6}".prop_map(|t| json!({"content": [{"type": "text", "text": t}, "raw"]})),
+                    ".{0,6}".prop_map(|t| json!({"content": t, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]})),
+                    proptest::strategy::Just(json!({"content": 7})),
+                ]),
+                proptest::option::of(proptest::prop_oneof![".{0,8}".prop_map(Value::String), proptest::strategy::Just(json!(3))]),
+            ),
+            0..4,
+        ),
+        usage in proptest::option::of(proptest::prop_oneof![
+            (0u64..1000, 0u64..1000).prop_map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})),
+            (0u64..1000).prop_map(|n| json!({"input_tokens": n, "output_tokens": 2.5})),
+            proptest::strategy::Just(Value::Null),
+        ]),
+        error in proptest::option::of(proptest::prop_oneof![proptest::strategy::Just(Value::Null), proptest::strategy::Just(json!({"message": "bad"}))]),
+        id in ".{0,8}",
+    ) {
+        let mut body = serde_json::Map::new();
+        body.insert("id".into(), json!(id));
+        body.insert("object".into(), json!("chat.completion"));
+        let choices: Vec<Value> = choices
+            .into_iter()
+            .map(|(index, message, text)| {
+                let mut c = serde_json::Map::new();
+                if let Some(i) = index { c.insert("index".into(), i); }
+                if let Some(m) = message { c.insert("message".into(), m); }
+                if let Some(t) = text { c.insert("text".into(), t); }
+                Value::Object(c)
+            })
+            .collect();
+        body.insert("choices".into(), Value::Array(choices));
+        if let Some(u) = usage { body.insert("usage".into(), u); }
+        if let Some(e) = error { body.insert("error".into(), e); }
+        let text = Value::Object(body).to_string();
+        proptest::prop_assert_eq!(capture_all(Format::Json, BIG, text.as_bytes()), by_values(text.as_bytes()), "{}", text);
+    }
 }
