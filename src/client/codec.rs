@@ -163,17 +163,36 @@ fn framing(status: StatusCode, headers: &HeaderMap, transfer_coded: bool) -> Res
     if transfer_coded {
         return Ok(Framing::Eof);
     }
+    Ok(content_length(headers)?.map_or(Framing::Eof, Framing::Length))
+}
+
+/// The single length the `Content-Length` headers agree on, if any (a message's or a
+/// handler's response; `server/` uses it too).
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let mut length = None;
     for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.to_str().map_err(|_| "invalid content-length".to_string())?.split(',') {
-            let n: u64 = part.trim().parse().map_err(|_| format!("invalid content-length {part:?}"))?;
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n =
+                decimal(part).ok_or_else(|| format!("invalid content-length {:?}", String::from_utf8_lossy(part)))?;
             if length.is_some_and(|l| l != n) {
                 return Err("conflicting content-length values".into());
             }
             length = Some(n);
         }
     }
-    Ok(length.map_or(Framing::Eof, Framing::Length))
+    Ok(length)
+}
+
+/// A non-empty run of ASCII digits as a number, if it fits.
+pub fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| match d {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        _ => None,
+    })
 }
 
 /// Where the body decoder is.

@@ -95,7 +95,7 @@ async fn serve(
         return Err(ProxyError::NotFound { method: parts.method.to_string(), path: path.into() }.into());
     };
     only(Method::POST)?;
-    let client_req = request::ClientRequest::read(endpoint, parts, body, snap.config.server.max_body).await?;
+    let client_req = request::ClientRequest::read(endpoint, parts, body, snap.config.server.max_body)?;
     let modality = client_req.modality;
     let Some(route) = snap.route_for(modality, &client_req.headers) else {
         let detail = if snap.routes.iter().any(|r| r.route.modalities.contains(&modality)) {

@@ -215,13 +215,8 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
-    /// Reads the body under `max_body`, parses it and classifies it.
-    pub async fn read(
-        endpoint: Endpoint,
-        parts: Parts,
-        body: ReqBody,
-        max_body: u64,
-    ) -> Result<ClientRequest, ProxyError> {
+    /// Takes the body the server read (under `max_body`), parses it and classifies it.
+    pub fn read(endpoint: Endpoint, parts: Parts, body: ReqBody, max_body: u64) -> Result<ClientRequest, ProxyError> {
         let body = body_bytes(body, max_body)?;
         let override_header = match parts.headers.get(X_SHADOWROUTE_MODALITY) {
             Some(v) => Some(v.to_str().map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?),

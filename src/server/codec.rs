@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use crate::client::codec::{tokens, Connection, Framing};
+use crate::client::codec::{self, tokens, Connection, Framing};
 
 /// A request head larger than this is refused (431).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -143,31 +143,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
 
 /// The single length the `Content-Length` headers agree on, if any.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
-    let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            let n = decimal(part).ok_or_else(|| {
-                HeadError::Invalid(format!("invalid content-length {:?}", String::from_utf8_lossy(part)))
-            })?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Invalid("conflicting content-length values".into()));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length)
-}
-
-/// A non-empty run of ASCII digits as a number, if it fits.
-fn decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| match d {
-        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
-        _ => None,
-    })
+    codec::content_length(headers).map_err(HeadError::Invalid)
 }
 
 /// How a response body is sent.
@@ -281,6 +257,7 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::codec::decimal;
 
     fn parse(raw: &str) -> Result<Option<RequestHead>, HeadError> {
         parse_request(&mut BytesMut::from(raw))
