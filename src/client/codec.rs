@@ -91,9 +91,14 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         let mut headers = HeaderMap::with_capacity(spans.len());
         let mut conn = Connection::default();
         let mut chunked = None;
+        // Read in the loop rather than looked up after; an error counts only if the length is used.
+        let mut length = Ok(None);
         for (n, nl, v, vl) in spans {
             let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "invalid header name".to_string())?;
             let raw = &head[v..v + vl];
+            if name == CONTENT_LENGTH {
+                length = length.and_then(|l| add_content_length(l, raw));
+            }
             if name == CONNECTION {
                 conn.read(raw);
             } else if name == TRANSFER_ENCODING {
@@ -106,6 +111,9 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         }
         for listed in &conn.listed {
             if let Ok(name) = HeaderName::from_bytes(listed) {
+                if name == CONTENT_LENGTH {
+                    length = Ok(None);
+                }
                 headers.remove(name);
             }
         }
@@ -116,10 +124,10 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
                 if chunked && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
                     Framing::Chunked
                 } else {
-                    framing(status, &headers, true)?
+                    framing(status, length, true)?
                 }
             }
-            None => framing(status, &headers, false)?,
+            None => framing(status, length, false)?,
         };
         let keep_alive = framing != Framing::Eof && if http11 { !conn.close } else { conn.keep_alive };
         return Ok(Some(Head { status, headers, framing, keep_alive }));
@@ -156,30 +164,33 @@ pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
 
 /// RFC 9112 section 6.3, for responses to requests that are not HEAD. `transfer_coded`:
 /// a Transfer-Encoding other than chunked was sent, so the body runs to the end of the connection.
-fn framing(status: StatusCode, headers: &HeaderMap, transfer_coded: bool) -> Result<Framing, String> {
+/// `length`: what the Content-Length headers said.
+fn framing(status: StatusCode, length: Result<Option<u64>, String>, transfer_coded: bool) -> Result<Framing, String> {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
     if transfer_coded {
         return Ok(Framing::Eof);
     }
-    Ok(content_length(headers)?.map_or(Framing::Eof, Framing::Length))
+    Ok(length?.map_or(Framing::Eof, Framing::Length))
 }
 
 /// The single length the `Content-Length` headers agree on, if any (a message's or a
 /// handler's response; `server/` uses it too).
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
-    let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            let n =
-                decimal(part).ok_or_else(|| format!("invalid content-length {:?}", String::from_utf8_lossy(part)))?;
-            if length.is_some_and(|l| l != n) {
-                return Err("conflicting content-length values".into());
-            }
-            length = Some(n);
+    headers.get_all(CONTENT_LENGTH).iter().try_fold(None, |length, v| add_content_length(length, v.as_bytes()))
+}
+
+/// The length after one more `Content-Length` value (a comma-separated list, as some senders
+/// fold repeated headers): every length listed must agree.
+pub fn add_content_length(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>, String> {
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        let n = decimal(part).ok_or_else(|| format!("invalid content-length {:?}", String::from_utf8_lossy(part)))?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting content-length values".into());
         }
+        length = Some(n);
     }
     Ok(length)
 }

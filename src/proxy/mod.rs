@@ -6,6 +6,7 @@ pub mod error;
 mod feedback;
 mod forward;
 pub mod headers;
+mod json;
 pub mod modality;
 pub mod multipart;
 pub mod request;

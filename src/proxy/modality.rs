@@ -216,7 +216,9 @@ const PART_WORDS: &[&[u8]] =
 fn has_part_word(raw: &[u8]) -> bool {
     memchr::memchr_iter(b'"', raw).any(|i| {
         let rest = &raw[i + 1..];
-        PART_WORDS.iter().any(|w| rest.starts_with(w) && rest.get(w.len()) == Some(&b'"'))
+        // Every part word starts with one of these letters; most quoted text does not.
+        matches!(rest.first(), Some(b'i' | b'a' | b'f'))
+            && PART_WORDS.iter().any(|w| rest.starts_with(w) && rest.get(w.len()) == Some(&b'"'))
     })
 }
 

@@ -17,7 +17,7 @@ use super::body::UpBody;
 use super::error::ProxyError;
 use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODALITY};
 use super::modality::{self, Endpoint, Modality};
-use super::{headers, multipart};
+use super::{headers, json, multipart};
 use crate::server::{BodyError, ReqBody};
 
 /// The request id: the client's if it sent a sane one, otherwise a new unique one:
@@ -64,6 +64,15 @@ enum Key {
 
 impl JsonObject {
     fn parse(body: &Bytes) -> Result<JsonObject, String> {
+        let mut fields = Vec::with_capacity(8);
+        if json::object_fields(body, |k, v| fields.push((Key::At(k), v))) {
+            return Ok(JsonObject { body: body.clone(), fields });
+        }
+        JsonObject::parse_with_serde(body)
+    }
+
+    /// serde_json's reading: the error message for a bad body, and what the one-pass reader leaves to it.
+    fn parse_with_serde(body: &Bytes) -> Result<JsonObject, String> {
         let raw = serde_json::from_slice::<RawObject>(body).map_err(|e| e.to_string())?.0;
         // Borrowed slices of `body`: their offsets are where they start in it.
         let at = |s: &str| {
@@ -332,5 +341,91 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
+    }
+
+    /// A reading's fields as (key text, value text), or None if it refused the body.
+    type Fields = Option<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Both readings of a body: the one-pass reader's and serde's.
+    fn both(body: &[u8]) -> (Fields, Fields) {
+        let body = Bytes::copy_from_slice(body);
+        let mut fast = Vec::new();
+        let accepted = json::object_fields(&body, |k, v| fast.push((body[k].to_vec(), body[v].to_vec())));
+        let serde = JsonObject::parse_with_serde(&body)
+            .ok()
+            .map(|o| o.fields.iter().map(|(k, v)| (o.key(k).to_vec(), body[v.clone()].to_vec())).collect());
+        (accepted.then_some(fast), serde)
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = || proptest::string::string_regex("(.|[\\x00-\\x1f\"\\\\/é€😀]){0,12}").unwrap();
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Every object serde_json writes is read by the one-pass reader with serde's fields,
+        /// unless a top-level key needed escapes (then it is serde's to read).
+        #[test]
+        fn one_pass_reader_agrees_with_serde_on_objects(
+            fields in proptest::collection::vec((".{0,8}", arb_json()), 0..6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let mut text = String::from("{");
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 { text.push_str(if pretty { ",\n  " } else { "," }); }
+                text.push_str(&Value::from(k.as_str()).to_string());
+                text.push(':');
+                text.push_str(&if pretty { serde_json::to_string_pretty(v).unwrap() } else { v.to_string() });
+            }
+            text.push('}');
+            let (fast, serde) = both(text.as_bytes());
+            proptest::prop_assert!(serde.is_some());
+            let escaped_key = fields.iter().any(|(k, _)| Value::from(k.as_str()).to_string().contains('\\'));
+            if escaped_key {
+                proptest::prop_assert!(fast.is_none() || fast == serde);
+            } else {
+                proptest::prop_assert_eq!(fast, serde, "{}", text);
+            }
+        }
+
+        /// After a random edit, the reader never accepts what serde refuses, never reads other
+        /// fields, and refuses what serde accepts only when a key may hold escapes.
+        #[test]
+        fn one_pass_reader_refuses_what_serde_refuses(
+            v in arb_json(),
+            at in proptest::num::usize::ANY,
+            edit in 0u8..3,
+            byte in proptest::sample::select(b"{}[]:,\"\\ \t\n0123456789-+.eEtrufalsn\x00\x01\x1f\x7f\xc3\xa9ux/".to_vec()),
+        ) {
+            let mut text = serde_json::json!({"model": "m", "v": v}).to_string().into_bytes();
+            let at = at % (text.len() + 1);
+            match edit {
+                0 if at < text.len() => text[at] = byte,
+                1 if at < text.len() => { text.remove(at); }
+                _ => text.insert(at, byte),
+            }
+            let (fast, serde) = both(&text);
+            match (&fast, &serde) {
+                (Some(_), _) => proptest::prop_assert_eq!(&fast, &serde, "{}", String::from_utf8_lossy(&text)),
+                // Only an escaped top-level key is left to serde at this depth.
+                (None, Some(_)) => proptest::prop_assert!(text.contains(&b'\\'), "refused a body serde reads: {}", String::from_utf8_lossy(&text)),
+                (None, None) => {}
+            }
+        }
     }
 }

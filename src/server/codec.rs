@@ -94,11 +94,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     // The transfer codings of every Transfer-Encoding header, in order: (how many, the last is chunked).
     let mut codings: Option<(usize, bool)> = None;
     let mut expect_continue = false;
+    // Read in the loop rather than looked up after; an error counts only if the length is used.
+    let (mut has_length, mut length) = (false, Ok(None));
     for (n, nl, v, vl) in spans {
         let name =
             HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Invalid("invalid header name".into()))?;
         let raw = &head[v..v + vl];
-        if name == CONNECTION {
+        if name == CONTENT_LENGTH {
+            has_length = true;
+            length = length.and_then(|l| codec::add_content_length(l, raw));
+        } else if name == CONNECTION {
             conn.read(raw);
         } else if name == TRANSFER_ENCODING {
             let (count, last) = codings.unwrap_or_default();
@@ -117,15 +122,13 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         Some((_, false)) => {
             return Err(HeadError::Invalid("transfer-encoding whose last coding is not chunked".into()))
         }
-        Some(_) if headers.contains_key(CONTENT_LENGTH) => {
-            return Err(HeadError::Invalid("both transfer-encoding and content-length".into()))
-        }
+        Some(_) if has_length => return Err(HeadError::Invalid("both transfer-encoding and content-length".into())),
         Some(_) if version == Version::HTTP_10 => {
             return Err(HeadError::Invalid("transfer-encoding in an HTTP/1.0 request".into()))
         }
         Some((1, true)) => Framing::Chunked,
         Some(_) => return Err(HeadError::Unsupported("transfer codings other than chunked are not supported".into())),
-        None => Framing::Length(content_length(&headers)?.unwrap_or(0)),
+        None => Framing::Length(length.map_err(HeadError::Invalid)?.unwrap_or(0)),
     };
     let keep_alive = if version == Version::HTTP_11 { !conn.close } else { conn.keep_alive && !conn.close };
     let mut parts = Request::new(()).into_parts().0;

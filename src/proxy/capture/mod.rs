@@ -122,11 +122,39 @@ impl UsageFields {
     fn usage(&self) -> Option<Usage> {
         let input = count(&self.prompt_tokens).or_else(|| count(&self.input_tokens));
         let output = count(&self.completion_tokens).or_else(|| count(&self.output_tokens));
-        if input.is_none() && output.is_none() {
-            return None;
-        }
-        Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
+        usage_from(input, output)
     }
+}
+
+/// The token counts of a raw `usage` object: plain whole numbers by the structural scan, anything
+/// else (null, fractions, exponents, escapes, a shape the scan cannot walk) by serde, so both
+/// read the same counts. Like the scan of the body around it, this does not check fields it does
+/// not read, and a repeated key counts its last value where serde would reject the object.
+fn usage_of(raw: &[u8]) -> Option<Usage> {
+    const KEYS: [&[u8]; 4] = [b"prompt_tokens", b"input_tokens", b"completion_tokens", b"output_tokens"];
+    let scanned = if memchr::memchr(b'\\', raw).is_none() { scan::top_level_fields(raw, KEYS) } else { None };
+    if let Some(found) = scanned {
+        let counts = found.map(|v| v.map(whole));
+        if counts.iter().all(|c| *c != Some(None)) {
+            let [prompt, input, completion, output] = counts.map(Option::flatten);
+            return usage_from(prompt.or(input), completion.or(output));
+        }
+    }
+    serde_json::from_slice::<UsageFields>(raw).ok()?.usage()
+}
+
+/// A JSON whole number of at most 18 digits (no sign, no leading zero), so it fits a u64.
+fn whole(raw: &[u8]) -> Option<u64> {
+    let ok =
+        !raw.is_empty() && raw.len() <= 18 && raw.iter().all(u8::is_ascii_digit) && (raw[0] != b'0' || raw.len() == 1);
+    ok.then(|| raw.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn usage_from(input: Option<u64>, output: Option<u64>) -> Option<Usage> {
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
 }
 
 /// A token count: a whole number, or a finite non-negative one truncated.
@@ -226,7 +254,7 @@ impl Capture {
         }
         if self.usage_only {
             if let Some([usage, error]) = scan::top_level_fields(body, [b"usage", b"error"]) {
-                self.usage = usage.and_then(|u| serde_json::from_slice::<UsageFields>(u).ok()).and_then(|u| u.usage());
+                self.usage = usage.and_then(usage_of);
                 if let Some(e) = error.and_then(|e| serde_json::from_slice::<Value>(e).ok()).filter(|e| !e.is_null()) {
                     self.set_error(&e);
                 }

@@ -56,6 +56,17 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// Bytes that matter inside an array or object: quotes and brackets; the rest is skipped.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
 /// The index just past the value that starts at `i`.
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match b.get(i)? {
@@ -64,19 +75,21 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut j = i;
             loop {
-                match b.get(j)? {
+                while !STRUCTURAL[*b.get(j)? as usize] {
+                    j += 1;
+                }
+                match b[j] {
                     b'"' => {
                         j = string_end(b, j)?;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         if depth == 0 {
                             return Some(j + 1);
                         }
                     }
-                    _ => {}
                 }
                 j += 1;
             }
@@ -137,7 +150,7 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-            ".{0,8}".prop_map(Value::String),
+            ".{0,40}".prop_map(Value::String),
             Just(Value::String("usage".into())),
         ];
         leaf.prop_recursive(4, 48, 5, |inner| {

@@ -632,3 +632,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(capture_all(Format::Json, BIG, text.as_bytes()), by_values(text.as_bytes()), "{}", text);
     }
 }
+
+proptest::proptest! {
+    /// Over generated `usage` objects (no repeated keys), the scan's counts are serde's.
+    #[test]
+    fn usage_scan_agrees_with_serde(
+        fields in proptest::collection::btree_map(
+            proptest::prop_oneof![
+                proptest::strategy::Just("prompt_tokens".to_string()), proptest::strategy::Just("input_tokens".to_string()),
+                proptest::strategy::Just("completion_tokens".to_string()), proptest::strategy::Just("output_tokens".to_string()),
+                proptest::strategy::Just("total_tokens".to_string()), "[a-z_\"\\\\]{0,6}",
+            ],
+            proptest::prop_oneof![
+                proptest::num::u64::ANY.prop_map(|n| json!(n)), (0u64..100_000).prop_map(|n| json!(n)),
+                proptest::num::i64::ANY.prop_map(|n| json!(n)), proptest::num::f64::NORMAL.prop_map(|f| json!(f)),
+                proptest::strategy::Just(Value::Null), ".{0,4}".prop_map(|s| json!(s)),
+                proptest::strategy::Just(json!({"cached_tokens": 3, "x": [1, {"prompt_tokens": 9}]})),
+            ],
+            0..6,
+        ),
+        pretty in proptest::bool::ANY,
+    ) {
+        let obj = Value::Object(fields.into_iter().collect());
+        let text = if pretty { serde_json::to_string_pretty(&obj).unwrap() } else { obj.to_string() };
+        let by_serde = serde_json::from_str::<UsageFields>(&text).ok().and_then(|u| u.usage());
+        proptest::prop_assert_eq!(usage_of(text.as_bytes()), by_serde, "{}", text);
+    }
+}
+
+#[test]
+fn usage_numbers_the_scan_does_not_read_go_to_serde() {
+    for (raw, want) in [
+        (r#"{"prompt_tokens": 12, "completion_tokens": 3}"#, Some((12, 3))),
+        (r#"{"prompt_tokens": null, "input_tokens": 4}"#, Some((4, 0))),
+        (r#"{"prompt_tokens": 2.9, "output_tokens": 1e2}"#, Some((2, 100))),
+        (r#"{"prompt_tokens": 123456789012345678901}"#, Some((u64::MAX, 0))),
+        (r#"{"prompt_tokens": -1}"#, None),
+        (r#"{"prompt_tokens": 01}"#, None),
+        (r#"{"\u0070rompt_tokens": 5}"#, Some((5, 0))),
+        (r#"{"prompt_tokens": "5"}"#, None),
+        ("null", None),
+    ] {
+        let got = usage_of(raw.as_bytes()).map(|u| (u.input_tokens, u.output_tokens));
+        assert_eq!(got, want, "{raw}");
+    }
+}
