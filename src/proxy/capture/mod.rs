@@ -105,7 +105,7 @@ pub struct Capture {
     usage: Option<Usage>,
     embeddings: Vec<Vec<f32>>,
     error: Option<String>,
-    /// Only usage and errors are wanted (metering, no comparison): skip everything else cheaply.
+    /// Only usage is wanted (metering, no comparison): skip everything else cheaply.
     usage_only: bool,
 }
 
@@ -168,8 +168,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Capture {
-    /// A capture that keeps only usage and errors: the request path's default, when the
-    /// response is not compared with anything.
+    /// A capture for metering, which needs only the usage (a JSON body's `usage` is all it
+    /// reads): the request path's default, when the response is not compared with anything.
     pub fn usage_only(format: Format, cap: usize) -> Capture {
         Capture { usage_only: true, ..Capture::new(format, cap) }
     }
@@ -253,11 +253,11 @@ impl Capture {
             return;
         }
         if self.usage_only {
-            if let Some([usage, error]) = scan::top_level_fields(body, [b"usage", b"error"]) {
+            // Walked from the end, where APIs put `usage`, then forwards if that walk fails.
+            let usage =
+                scan::field_from_end(body, b"usage").or_else(|| scan::top_level_fields(body, [b"usage"]).map(|[u]| u));
+            if let Some(usage) = usage {
                 self.usage = usage.and_then(usage_of);
-                if let Some(e) = error.and_then(|e| serde_json::from_slice::<Value>(e).ok()).filter(|e| !e.is_null()) {
-                    self.set_error(&e);
-                }
                 return;
             }
             // Not an object the scan can walk: read below for what it is.

@@ -37,6 +37,111 @@ pub fn top_level_fields<'a, const N: usize>(body: &'a [u8], keys: [&[u8]; N]) ->
     }
 }
 
+/// The raw JSON text of the top-level field `key` of the object `body` (the last one if it
+/// repeats), found by walking the fields backwards from the closing brace, so a field near the
+/// end (where APIs put `usage`) is found without reading the ones before it. `Some(None)`: the
+/// whole object was walked without finding it. None when the walk meets something it cannot
+/// read; the caller then scans forwards. Only the fields walked are checked, and keys are
+/// compared as written.
+pub fn field_from_end<'a>(body: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
+    let open = skip_ws(body, 0);
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut end = rskip_ws(body, body.len());
+    if end <= open + 1 || body[end - 1] != b'}' {
+        return None;
+    }
+    end = rskip_ws(body, end - 1);
+    if end == open + 1 {
+        return Some(None);
+    }
+    loop {
+        let start = rvalue_start(body, end)?;
+        let colon = rskip_ws(body, start);
+        if colon == 0 || body[colon - 1] != b':' {
+            return None;
+        }
+        let key_end = rskip_ws(body, colon - 1);
+        if key_end == 0 || body[key_end - 1] != b'"' {
+            return None;
+        }
+        let key_start = rstring_start(body, key_end)?;
+        if &body[key_start + 1..key_end - 1] == key {
+            return Some(Some(&body[start..end]));
+        }
+        let before = rskip_ws(body, key_start);
+        match before.checked_sub(1).map(|i| body[i]) {
+            Some(b',') => end = rskip_ws(body, before - 1),
+            Some(b'{') if before - 1 == open => return Some(None),
+            _ => return None,
+        }
+    }
+}
+
+/// The index just after the last non-whitespace byte before `end`.
+fn rskip_ws(b: &[u8], mut end: usize) -> usize {
+    while end > 0 && matches!(b[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        end -= 1;
+    }
+    end
+}
+
+/// The index of the opening quote of the string whose closing quote is at `end - 1`: the
+/// nearest quote before it that is not escaped (preceded by an even number of backslashes),
+/// since a string cannot hold an unescaped quote.
+fn rstring_start(b: &[u8], end: usize) -> Option<usize> {
+    let mut j = end.checked_sub(1)?;
+    loop {
+        let q = memchr::memrchr(b'"', &b[..j])?;
+        let backslashes = b[..q].iter().rev().take_while(|c| **c == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(q);
+        }
+        j = q;
+    }
+}
+
+/// The index where the value that ends at `end` (exclusive) starts.
+fn rvalue_start(b: &[u8], end: usize) -> Option<usize> {
+    match b[..end].last()? {
+        b'"' => rstring_start(b, end),
+        b'}' | b']' => {
+            let mut depth = 0usize;
+            let mut j = end;
+            loop {
+                j -= 1;
+                while !STRUCTURAL[b[j] as usize] {
+                    j = j.checked_sub(1)?;
+                }
+                match b[j] {
+                    b'"' => j = rstring_start(b, j + 1)?,
+                    b'}' | b']' => depth += 1,
+                    _ => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                }
+                if j == 0 {
+                    return None;
+                }
+            }
+        }
+        _ => {
+            let len = b[..end]
+                .iter()
+                .rev()
+                .position(|c| matches!(c, b',' | b':' | b'[' | b'{' | b' ' | b'\t' | b'\n' | b'\r'));
+            match len {
+                Some(0) | None => None,
+                Some(n) => Some(end - n),
+            }
+        }
+    }
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
@@ -162,6 +267,35 @@ mod tests {
         })
     }
 
+    #[test]
+    fn walks_back_from_the_end() {
+        fn usage(b: &str) -> Option<Option<&str>> {
+            field_from_end(b.as_bytes(), b"usage").map(|f| f.map(|v| std::str::from_utf8(v).unwrap()))
+        }
+        let body = r#" {"id": "x\"", "choices": [{"message": {"content": "a \\\"usage\": {} }\\", "usage": 1}}],
+            "usage" : {"prompt_tokens": 3, "d": [1, "]"]} , "fingerprint": null, "n": -1.5e3, "s": "\\"} "#;
+        assert_eq!(usage(body), Some(Some(r#"{"prompt_tokens": 3, "d": [1, "]"]}"#)));
+        assert_eq!(usage(r#"{"usage": 5, "usage": true}"#), Some(Some("true")));
+        assert_eq!(usage(r#"{"a": [1, {"usage": 2}]}"#), Some(None));
+        assert_eq!(usage("{ }"), Some(None));
+        assert_eq!(usage(r#"{"usage": "x"}"#), Some(Some(r#""x""#)));
+        for bad in [
+            "",
+            "}",
+            "{",
+            "[1]",
+            r#"{"a" 1}"#,
+            r#"{"a": 1,}"#,
+            r#"x{"a": 1}"#,
+            r#"{"a": }"#,
+            r#"{"a": 1} x"#,
+            r#""usage": 1}"#,
+            r#"{"a":1]"#,
+        ] {
+            assert_eq!(usage(bad), None, "{bad}");
+        }
+    }
+
     proptest! {
         /// On any object serde_json writes (compact or pretty), the scan agrees with the parser.
         #[test]
@@ -174,6 +308,18 @@ mod tests {
             for (slot, key) in ["usage", "error"].iter().enumerate() {
                 let scanned: Option<Value> = found[slot].map(|raw| serde_json::from_slice(raw).unwrap());
                 prop_assert_eq!(scanned.as_ref(), parsed.get(*key));
+            }
+            // Walking back from the end finds the same text.
+            prop_assert_eq!(field_from_end(text.as_bytes(), b"usage"), Some(found[0]));
+        }
+
+        /// On any text at all, the backward walk never panics, and whatever it finds is what
+        /// the forward scan finds when that scan can read the body.
+        #[test]
+        fn backward_walk_is_safe_anywhere(text in "[{}\\[\\]\",:\\\\ a-z0-9.-]{0,40}") {
+            let back = field_from_end(text.as_bytes(), b"usage");
+            if let (Some(back), Some([fwd])) = (back, top_level_fields(text.as_bytes(), [b"usage"])) {
+                prop_assert_eq!(back, fwd);
             }
         }
     }
