@@ -72,6 +72,34 @@ pub(crate) fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// FNV-1a as a `HashMap` hasher, for the request path's maps keyed by configured names
+/// (models, origins): a few times cheaper than SipHash on short keys, and those keys come from
+/// the operator's file, not from clients, so flooding one bucket is not a concern.
+#[derive(Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xCBF2_9CE4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` keyed by configured names, hashed with [`Fnv`].
+pub type NameMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// The top 53 bits of a hash as a number in [0, 1).
 pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)

@@ -1,6 +1,8 @@
 //! The routing snapshot: everything a request reads, behind one ArcSwap that only control writes.
 
 use std::collections::HashMap;
+
+use crate::rng::NameMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -106,7 +108,7 @@ pub struct RouteState {
     pub candidates: Vec<Candidate>,
     /// Metric handles for each model that can serve this route, resolved once per swap
     /// so the request path never hashes label values.
-    pub series: HashMap<String, Arc<ModelSeries>>,
+    pub series: NameMap<String, Arc<ModelSeries>>,
     /// `match.headers` as header names and values, parsed once per swap; a name or value
     /// that no request can carry makes the route unmatchable (`None`).
     match_headers: Option<Vec<(HeaderName, HeaderValue)>>,
@@ -164,7 +166,7 @@ pub struct ReloadStatus {
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub routes: Vec<RouteState>,
-    pub upstreams: HashMap<String, Upstream>,
+    pub upstreams: NameMap<String, Upstream>,
     pub generation: u64,
     pub loaded_at: SystemTime,
     pub last_reload: ReloadStatus,

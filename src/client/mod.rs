@@ -9,7 +9,7 @@
 
 pub(crate) mod codec;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -27,6 +27,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::proxy::UpBody;
+use crate::rng::NameMap;
 use codec::{Decoder, Framing, Step};
 
 /// Idle connections kept per origin; the oldest goes first beyond this.
@@ -55,7 +56,7 @@ pub struct Client {
 
 struct Inner {
     connect_timeout: Duration,
-    idle: Mutex<HashMap<Arc<str>, VecDeque<Idle>>>,
+    idle: Mutex<NameMap<Arc<str>, VecDeque<Idle>>>,
 }
 
 struct Idle {
@@ -118,7 +119,7 @@ impl Client {
     /// A new pool. Inside a runtime it also closes connections idle for longer than 90 s,
     /// every 30 s, for as long as the pool exists.
     pub fn new(connect_timeout: Duration) -> Client {
-        let inner = Arc::new(Inner { connect_timeout, idle: Mutex::new(HashMap::new()) });
+        let inner = Arc::new(Inner { connect_timeout, idle: Mutex::new(NameMap::default()) });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&inner);
             rt.spawn(sweep(weak));

@@ -17,6 +17,7 @@ use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
 use crate::rng::fnv1a;
+use crate::rng::NameMap;
 use crate::state::{RouteState, Snapshot};
 
 pub use job::comparator_for;
@@ -85,12 +86,12 @@ pub struct Shadow {
 }
 
 /// Values kept per (route, name), found by `&str` without building a key.
-type ByRoute<V> = HashMap<String, HashMap<String, V>>;
+type ByRoute<V> = NameMap<String, NameMap<String, V>>;
 
 /// The value for (route, name), made by `new` the first time; keys are allocated only then.
 fn by_route<'a, V>(map: &'a mut ByRoute<V>, route: &str, name: &str, new: impl FnOnce() -> V) -> Option<&'a mut V> {
     if !map.contains_key(route) {
-        map.insert(route.to_string(), HashMap::new());
+        map.insert(route.to_string(), NameMap::default());
     }
     let names = map.get_mut(route)?;
     if !names.contains_key(name) {
