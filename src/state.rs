@@ -6,11 +6,11 @@ use crate::rng::NameMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use prometheus::{Counter, Histogram, IntCounter};
 
-use crate::client::{Client, ClientError, Origin, UpstreamBody};
+use crate::client::{Client, ClientError, Origin, UpstreamResponse};
 use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
 use crate::metrics::Metrics;
 use crate::proxy::modality::{Endpoint, Modality};
@@ -29,7 +29,7 @@ pub struct Upstream {
 impl Upstream {
     /// Sends a prepared request (from [`Wire::uri`] and [`Wire::set_headers`]) to the model,
     /// on the client's pool or, for shadow, noise and judge calls, the background pool.
-    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<Response<UpstreamBody>, ClientError> {
+    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<UpstreamResponse, ClientError> {
         let Some(origin) = &self.wire.origin else {
             return Err(ClientError::Connect(format!("bad upstream URL: {}", self.model.url)));
         };

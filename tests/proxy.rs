@@ -205,3 +205,66 @@ async fn sse_chunks_reach_the_client_before_the_upstream_finishes() {
     );
     router.shutdown().await;
 }
+
+/// An upstream that answers every request on a connection with `head` and a small JSON body.
+async fn canned_upstream(head: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request per read is enough for this test's small requests.
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        buf.clear();
+                        let body = r#"{"choices":[{"index":0,"message":{"content":"ok"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+                        let reply = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn upstream_headers_are_passed_on_as_they_arrived_except_hop_by_hop_and_the_routers_own() {
+    let url = canned_upstream(concat!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nOpenAI-Processing-Ms: 12\r\n",
+        "X-Request-Id: upstream-id\r\nConnection: keep-alive, X-Hop\r\nX-Hop: private\r\n",
+        "Keep-Alive: timeout=5\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nX-Multi: a\r\nX-Multi: b\r\n",
+    ))
+    .await;
+    let routes = format!(
+        "server: {{ listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\" }}\nmodels:\n  up: {{ url: \"{url}\", model: m }}\nroutes:\n  - {{ name: chat, modality: text, leader: up }}\n"
+    );
+    let router = router(&routes, None).await;
+    let c = client();
+    let r = post_json(&c, &format!("http://{}/v1/chat/completions", router.addr), &chat("hi"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "ok");
+    assert_eq!(r.headers["openai-processing-ms"], "12");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let multi: Vec<_> = r.headers.get_all("x-multi").iter().collect();
+    assert_eq!(multi, ["a", "b"]);
+    // One date, the upstream's; one request id, the router's; nothing hop-by-hop.
+    let dates: Vec<_> = r.headers.get_all("date").iter().collect();
+    assert_eq!(dates, ["Sun, 29 Nov 2026 10:00:00 GMT"]);
+    let ids: Vec<_> = r.headers.get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1);
+    assert_ne!(ids[0], "upstream-id");
+    assert_eq!(r.headers["x-shadowroute-model"], "up");
+    assert!(!r.headers.contains_key("x-hop") && !r.headers.contains_key("keep-alive"));
+    let lengths: Vec<_> = r.headers.get_all("content-length").iter().collect();
+    assert_eq!(lengths, [r.body.len().to_string().as_str()]);
+}

@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 
 use crate::proxy::headers::HOP_BY_HOP;
 
@@ -40,7 +40,7 @@ pub fn encode_head(method: &http::Method, target: &str, headers: &HeaderMap, len
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub headers: RawHeaders,
     pub framing: Framing,
     /// The connection may carry another request once this body ends.
     pub keep_alive: bool,
@@ -71,66 +71,89 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         };
         let code = resp.code.unwrap_or(0);
         let http11 = resp.version == Some(1);
-        // Where each header's name and value sit in the head, so values can share its bytes.
-        let base = buf.as_ptr() as usize;
-        let spans: Vec<(usize, usize, usize, usize)> = resp
-            .headers
-            .iter()
-            .map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len()))
-            .collect();
-        let head = buf.split_to(len).freeze();
         if (100..200).contains(&code) {
             if code == 101 {
                 return Err("the upstream switched protocols (101), which the router does not support".into());
             }
+            let _ = buf.split_to(len);
             continue;
         }
         let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
-        // Connection-level headers are read here and not passed on: the response handed back
-        // carries end-to-end headers only (RFC 9110 section 7.6.1).
-        let mut headers = HeaderMap::with_capacity(spans.len());
+        // Connection-level and framing headers are read here and not passed on: the response
+        // handed back carries end-to-end headers only (RFC 9110 section 7.6.1), and whoever
+        // sends the body on frames it again.
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let mut lines = Vec::with_capacity(resp.headers.len());
         let mut conn = Connection::default();
         let mut chunked = None;
-        // Read in the loop rather than looked up after; an error counts only if the length is used.
         let mut length = Ok(None);
-        for (n, nl, v, vl) in spans {
-            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "invalid header name".to_string())?;
-            let raw = &head[v..v + vl];
-            if name == CONTENT_LENGTH {
-                length = length.and_then(|l| add_content_length(l, raw));
-            }
-            if name == CONNECTION {
-                conn.read(raw);
-            } else if name == TRANSFER_ENCODING {
-                chunked = tokens(raw).next_back().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
-            } else if !HOP_BY_HOP.contains(&name.as_str()) {
-                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-                    .map_err(|_| format!("invalid value for header {name}"))?;
-                headers.append(name, value);
+        for h in resp.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                length = length.and_then(|l| add_content_length(l, h.value));
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                conn.read(h.value);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                chunked = tokens(h.value).next_back().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
+            } else if !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop.as_bytes())) {
+                let (n, v) = (at(name), at(h.value));
+                lines.push((n, n + name.len() as u32, v, v + h.value.len() as u32));
             }
         }
-        for listed in &conn.listed {
-            if let Ok(name) = HeaderName::from_bytes(listed) {
-                if name == CONTENT_LENGTH {
-                    length = Ok(None);
-                }
-                headers.remove(name);
+        let head = buf.split_to(len).freeze();
+        let mut headers = RawHeaders { head, lines };
+        if !conn.listed.is_empty() {
+            let listed = |name: &[u8]| conn.listed.iter().any(|l| l.eq_ignore_ascii_case(name));
+            if listed(b"content-length") {
+                length = Ok(None);
             }
+            let RawHeaders { head, lines } = &mut headers;
+            lines.retain(|&(n, ne, _, _)| !listed(&head[n as usize..ne as usize]));
         }
         let framing = match chunked {
-            // Transfer-Encoding overrides Content-Length, which must not be passed on with it.
-            Some(chunked) => {
-                headers.remove(CONTENT_LENGTH);
-                if chunked && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
-                    Framing::Chunked
-                } else {
-                    framing(status, length, true)?
-                }
-            }
+            // Transfer-Encoding overrides Content-Length.
+            Some(true) if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED => Framing::Chunked,
+            Some(_) => framing(status, length, true)?,
             None => framing(status, length, false)?,
         };
         let keep_alive = framing != Framing::Eof && if http11 { !conn.close } else { conn.keep_alive };
         return Ok(Some(Head { status, headers, framing, keep_alive }));
+    }
+}
+
+/// A message's end-to-end header lines as they arrived (names in the sender's case), sharing the
+/// head's bytes: what a proxy passes on without building a header map. Hop-by-hop and framing
+/// lines (Content-Length, Transfer-Encoding) are never among them; httparse has checked every
+/// name and value, so the lines can be written out as they are.
+#[derive(Debug, Clone, Default)]
+pub struct RawHeaders {
+    head: Bytes,
+    /// (name start, name end, value start, value end) in `head`.
+    lines: Vec<(u32, u32, u32, u32)>,
+}
+
+impl RawHeaders {
+    /// Each line's name and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .iter()
+            .map(|&(n, ne, v, ve)| (&self.head[n as usize..ne as usize], &self.head[v as usize..ve as usize]))
+    }
+
+    /// The value of the first line named `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// Appends each line as `name: value\r\n`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.iter() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -328,6 +351,7 @@ fn take_line(buf: &mut BytesMut, strict: bool) -> Result<Option<Bytes>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn head(text: &str) -> Result<Option<Head>, String> {
         parse_head(&mut BytesMut::from(text))
@@ -397,8 +421,8 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["content-type"]);
+        let names: Vec<&[u8]> = h.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"Content-Type"[..]]);
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
     }
 
@@ -407,9 +431,13 @@ mod tests {
         let h = head("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(h.headers["content-type"], "text/event-stream");
-        let multi: Vec<_> = h.headers.get_all("x-multi").iter().collect();
-        assert_eq!(multi, ["a", "b"]);
+        assert_eq!(h.headers.get("content-type"), Some(&b"text/event-stream"[..]));
+        let multi: Vec<&[u8]> =
+            h.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"x-multi")).map(|(_, v)| v).collect();
+        assert_eq!(multi, [b"a", b"b"]);
+        let mut out = Vec::new();
+        h.headers.encode(&mut out);
+        assert_eq!(out, b"Content-Type: text/event-stream\r\nX-Multi: a\r\nX-Multi: b\r\n");
     }
 
     /// Feeds `wire` to a decoder in pieces of `piece` bytes and returns the body and what was left.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::uri::Scheme;
-use http::{Request, Response, Uri};
+use http::{Request, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -28,6 +28,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::proxy::UpBody;
 use crate::rng::NameMap;
+pub use codec::RawHeaders;
 use codec::{Decoder, Framing, Step};
 
 /// Idle connections kept per origin; the oldest goes first beyond this.
@@ -128,7 +129,7 @@ impl Client {
     }
 
     /// Sends `req` (origin-form URI, Host set) to `origin` on a pooled connection, or a new one.
-    pub async fn request(&self, origin: &Origin, req: Request<UpBody>) -> Result<Response<UpstreamBody>, ClientError> {
+    pub async fn request(&self, origin: &Origin, req: Request<UpBody>) -> Result<UpstreamResponse, ClientError> {
         let (parts, body) = req.into_parts();
         let chunks = body.into_chunks();
         let len: usize = chunks.iter().map(Bytes::len).sum();
@@ -157,9 +158,6 @@ impl Client {
             }
         }
         let head = conn.read_head().await.map_err(ClientError::Request)?;
-        let mut response = Response::new(());
-        *response.status_mut() = head.status;
-        *response.headers_mut() = head.headers;
         let mut body = UpstreamBody {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
@@ -169,7 +167,7 @@ impl Client {
         if body.decoder == Decoder::Done {
             body.finish();
         }
-        Ok(response.map(|()| body))
+        Ok(UpstreamResponse { status: head.status, headers: head.headers, body })
     }
 
     /// The most recently used idle connection that is still open.
@@ -304,6 +302,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// An upstream's answer: its status, its end-to-end header lines as they arrived, its body.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: RawHeaders,
+    pub body: UpstreamBody,
 }
 
 /// A response body read from its connection as the caller polls; the connection goes back to
@@ -503,7 +508,7 @@ mod tests {
     async fn read_all(c: &Client, url: &str) -> String {
         let (origin, req) = get(url);
         let resp = c.request(&origin, req).await.unwrap();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = resp.body.collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
 
@@ -524,7 +529,7 @@ mod tests {
         let (origin, req) = get(&url);
         // Headers only: the body is not read, so its connection is not free.
         let resp = c.request(&origin, req).await.unwrap();
-        let (_, body) = resp.into_parts();
+        let body = resp.body;
         let second = read_all(&c, &url).await;
         drop(body);
         assert_eq!(second, "hello");
@@ -566,7 +571,7 @@ mod tests {
         let (origin, req) = get(&format!("http://127.0.0.1:{port}"));
         match c.request(&origin, req).await {
             Err(ClientError::Connect(e)) => assert!(!e.is_empty()),
-            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status())),
+            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status)),
         }
     }
 
@@ -607,7 +612,7 @@ mod tests {
         let (origin, req) = get(&format!("https://localhost:{port}"));
         match c.request(&origin, req).await {
             Err(ClientError::Connect(e)) => assert!(e.contains("TLS handshake") && e.contains("certificate"), "{e}"),
-            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status())),
+            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status)),
         }
         assert!(server.await.unwrap().is_err(), "the server saw the client give up on its certificate");
         let _ = std::fs::remove_dir_all(dir);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{Finished, Observed, Outcome};
@@ -14,7 +14,7 @@ use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
-use crate::client::{ClientError, UpstreamBody};
+use crate::client::{ClientError, UpstreamResponse};
 use crate::evaluate::Timing;
 use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
@@ -64,7 +64,7 @@ pub(super) async fn forward(
         let headers_at = Instant::now();
         let error = match attempt {
             Ok(Ok(resp)) => {
-                let status = resp.status();
+                let status = resp.status;
                 let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                 if retryable {
                     let kind = if status == StatusCode::TOO_MANY_REQUESTS { "status_429" } else { "status_5xx" };
@@ -151,21 +151,26 @@ fn respond(
     route: &str,
     modality: Modality,
     up: &Upstream,
-    resp: Response<UpstreamBody>,
+    resp: UpstreamResponse,
     request_id: &HeaderValue,
     t: Timings,
     tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
     series: Option<Arc<ModelSeries>>,
 ) -> Response<RespBody> {
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    let UpstreamResponse { status, headers: passed_on, body } = resp;
+    let mut out = Response::new(());
+    *out.status_mut() = status;
+    let headers = out.headers_mut();
+    headers.insert(X_REQUEST_ID, request_id.clone());
     if let Some(v) = &up.wire.name {
-        parts.headers.insert(X_SHADOWROUTE_MODEL, v.clone());
+        headers.insert(X_SHADOWROUTE_MODEL, v.clone());
     }
-    let format = Format::from_content_type(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
-    let success = parts.status.is_success();
+    let format = Format::from_content_type(passed_on.get("content-type"));
+    // The upstream's own header lines go to the client as they arrived (see `server::respond`).
+    out.extensions_mut().insert(passed_on);
+    let success = status.is_success();
     let teeing = tee.is_some();
-    let status = parts.status.as_u16();
+    let status = status.as_u16();
     let series = series.unwrap_or_else(|| Arc::new(ModelSeries::new(&app.metrics, route, &[modality], &up.model.name)));
     if let Ok(id) = request_id.to_str() {
         app.shadow.served(id, Served { route: series.route.clone(), model: series.model.clone() });
@@ -207,5 +212,5 @@ fn respond(
     let capture = if teeing { Capture::new(format, CAPTURE_CAP) } else { Capture::usage_only(format, CAPTURE_CAP) };
     let observed = Observed::new(body, up.model.timeouts.idle, total_deadline, capture, on_finish);
     app.metrics.overhead.observe((router_time + headers_at.elapsed()).as_secs_f64());
-    Response::from_parts(parts, observed.boxed_unsync())
+    out.map(|()| observed.boxed_unsync())
 }

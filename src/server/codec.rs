@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use crate::client::codec::{self, tokens, Connection, Framing};
+use crate::client::codec::{self, tokens, Connection, Framing, RawHeaders};
 
 /// A request head larger than this is refused (431).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -184,10 +184,14 @@ pub fn response_framing(
 }
 
 /// Appends the status line and headers of a response to `out`: the handler's end-to-end
-/// headers, then the framing and connection headers the server decided, and `date` if missing.
+/// headers, then the header lines it passes on as they arrived (a proxied upstream's; one the
+/// handler also set is left out, the handler's wins), then the framing and connection headers
+/// the server decided, and `date` if missing.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_response_head(
     status: StatusCode,
     headers: &HeaderMap,
+    passed_on: Option<&RawHeaders>,
     framing: BodyFraming,
     keep_alive: bool,
     http10: bool,
@@ -211,6 +215,17 @@ pub fn encode_response_head(
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Lines without framing or hop-by-hop headers (`RawHeaders` never holds those).
+    for (name, value) in passed_on.iter().flat_map(|raw| raw.iter()) {
+        if headers.keys().any(|set| set.as_str().as_bytes().eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -369,10 +384,10 @@ mod tests {
         h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
         let mut out = Vec::new();
-        encode_response_head(StatusCode::OK, &h, BodyFraming::Length(12), true, false, b"D", &mut out);
+        encode_response_head(StatusCode::OK, &h, None, BodyFraming::Length(12), true, false, b"D", &mut out);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 12\r\ndate: D\r\n\r\n");
         out.clear();
-        encode_response_head(StatusCode::NOT_FOUND, &h, BodyFraming::Chunked, false, false, b"D", &mut out);
+        encode_response_head(StatusCode::NOT_FOUND, &h, None, BodyFraming::Chunked, false, false, b"D", &mut out);
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ntransfer-encoding: chunked\r\ndate: D\r\nconnection: close\r\n\r\n"
@@ -380,7 +395,7 @@ mod tests {
         out.clear();
         h.clear();
         h.insert(DATE, HeaderValue::from_static("upstream"));
-        encode_response_head(StatusCode::OK, &h, BodyFraming::Length(0), true, true, b"D", &mut out);
+        encode_response_head(StatusCode::OK, &h, None, BodyFraming::Length(0), true, true, b"D", &mut out);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\ndate: upstream\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
     }
 

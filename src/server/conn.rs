@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, BodyFraming, RequestHead};
 use super::{BodyError, ReqBody};
-use crate::client::codec::{Decoder, Framing, Step};
+use crate::client::codec::{Decoder, Framing, RawHeaders, Step};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::RespBody;
 
@@ -272,6 +272,7 @@ async fn respond(
         codec::encode_response_head(
             parts.status,
             &parts.headers,
+            parts.extensions.get::<RawHeaders>(),
             framing,
             keep_alive,
             version == Version::HTTP_10,

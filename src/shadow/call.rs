@@ -58,10 +58,10 @@ pub async fn call(
         let resp = up.send(req, true).await.map_err(|e| match e {
             ClientError::Connect(e) | ClientError::Request(e) => e,
         })?;
-        let status = resp.status();
-        let format = Format::from_content_type(resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+        let status = resp.status;
+        let format = Format::from_content_type(resp.headers.get("content-type"));
         let cap = capture.insert(Capture::new(format, CAPTURE_CAP));
-        let mut body = resp.into_body();
+        let mut body = resp.body;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| e.to_string())?;
             if let Some(data) = frame.data_ref() {

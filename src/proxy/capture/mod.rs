@@ -26,9 +26,9 @@ pub enum Format {
 
 impl Format {
     /// `text/event-stream` is SSE; `application/json` and `application/*+json` are JSON.
-    pub fn from_content_type(ct: Option<&str>) -> Format {
+    pub fn from_content_type(ct: Option<&[u8]>) -> Format {
         let Some(ct) = ct else { return Format::Other };
-        let mime = ct.split(';').next().unwrap_or("").trim().as_bytes();
+        let mime = ct.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
         let is = |m: &[u8]| mime.eq_ignore_ascii_case(m);
         let json_suffix = mime.len() >= b"application/+json".len()
             && mime[..12].eq_ignore_ascii_case(b"application/")

@@ -95,13 +95,13 @@ fn chat_stream() -> Vec<u8> {
 
 #[test]
 fn content_types() {
-    assert_eq!(Format::from_content_type(Some("text/event-stream")), Format::Sse);
-    assert_eq!(Format::from_content_type(Some("text/event-stream; charset=utf-8")), Format::Sse);
-    assert_eq!(Format::from_content_type(Some("application/json")), Format::Json);
-    assert_eq!(Format::from_content_type(Some("Application/JSON; charset=utf-8")), Format::Json);
-    assert_eq!(Format::from_content_type(Some("application/problem+json")), Format::Json);
-    assert_eq!(Format::from_content_type(Some("text/plain")), Format::Other);
-    assert_eq!(Format::from_content_type(Some("audio/mpeg")), Format::Other);
+    assert_eq!(Format::from_content_type(Some(b"text/event-stream")), Format::Sse);
+    assert_eq!(Format::from_content_type(Some(b"text/event-stream; charset=utf-8")), Format::Sse);
+    assert_eq!(Format::from_content_type(Some(b"application/json")), Format::Json);
+    assert_eq!(Format::from_content_type(Some(b"Application/JSON; charset=utf-8")), Format::Json);
+    assert_eq!(Format::from_content_type(Some(b"application/problem+json")), Format::Json);
+    assert_eq!(Format::from_content_type(Some(b"text/plain")), Format::Other);
+    assert_eq!(Format::from_content_type(Some(b"audio/mpeg")), Format::Other);
     assert_eq!(Format::from_content_type(None), Format::Other);
 }
 
