@@ -10,6 +10,7 @@ mod json;
 pub mod modality;
 pub mod multipart;
 pub mod request;
+mod scan;
 
 use std::convert::Infallible;
 use std::time::Instant;

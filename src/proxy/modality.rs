@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::scan;
 
 /// The kinds of traffic a route can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,13 +193,23 @@ pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
     if !has_part_word(raw) {
         return seen;
     }
-    for item in elements(raw) {
+    // A `\u` escape could spell a key or a part word differently: such a field is read by
+    // serde_json and written back out without those escapes before the scan.
+    let unescaped;
+    let raw = if memchr::memmem::find(raw, b"\\u").is_some() {
+        let Ok(value) = serde_json::from_slice::<Value>(raw) else { return seen };
+        unescaped = value.to_string();
+        unescaped.as_bytes()
+    } else {
+        raw
+    };
+    for item in scan::elements(raw) {
         let Some(fields) = PartFields::of(item) else { continue };
         if endpoint == Endpoint::Responses {
             scan_part(&fields, &mut seen);
         }
         if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) {
-            for part in fields.content.map(|c| elements(c.get().as_bytes())).unwrap_or_default() {
+            for part in fields.content.into_iter().flat_map(scan::elements) {
                 if let Some(p) = PartFields::of(part) {
                     scan_part(&p, &mut seen);
                 }
@@ -222,45 +234,34 @@ fn has_part_word(raw: &[u8]) -> bool {
     })
 }
 
-/// The elements of a JSON array (none for anything else).
-fn elements(raw: &[u8]) -> Vec<&RawValue> {
-    serde_json::from_slice(raw).unwrap_or_default()
-}
-
-/// The fields of a part (or message) that classification reads, each still raw JSON.
-/// A field that is present but null is `Some("null")`, as a JSON reader would see it.
-#[derive(Default, serde::Deserialize)]
+/// The fields of a part (or message) that classification reads, each still raw JSON, found
+/// by the structural scan of a body already known to be valid JSON. A field that is present
+/// but null is `Some("null")`, as a JSON reader would see it; a key that repeats counts its
+/// last value, as in a JSON reader's map.
+#[derive(Default)]
 struct PartFields<'a> {
-    #[serde(rename = "type", default, borrow, deserialize_with = "present")]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    file: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    file_data: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
-    filename: Option<&'a RawValue>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+    kind: Option<&'a [u8]>,
+    content: Option<&'a [u8]>,
+    file: Option<&'a [u8]>,
+    file_data: Option<&'a [u8]>,
+    filename: Option<&'a [u8]>,
 }
 
 impl<'a> PartFields<'a> {
-    /// The fields of an object; None for anything that is not one (serde would also read
-    /// an array into the fields in order, which a JSON reader would not).
-    fn of(raw: &'a RawValue) -> Option<PartFields<'a>> {
-        raw.get().starts_with('{').then(|| serde_json::from_str(raw.get()).ok()).flatten()
+    /// The fields of an object; None for anything that is not one.
+    fn of(raw: &'a [u8]) -> Option<PartFields<'a>> {
+        let [kind, content, file, file_data, filename] =
+            scan::top_level_fields(raw, [b"type", b"content", b"file", b"file_data", b"filename"])?;
+        Some(PartFields { kind, content, file, file_data, filename })
     }
 }
 
 /// A raw JSON string's text; None for other values.
-fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let raw = raw?.get();
-    match serde_json::from_str::<&str>(raw) {
-        Ok(s) => Some(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+fn text(raw: Option<&[u8]>) -> Option<Cow<'_, str>> {
+    let raw = raw?;
+    match raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")) {
+        Some(inner) if !inner.contains(&b'\\') => std::str::from_utf8(inner).ok().map(Cow::Borrowed),
+        _ => serde_json::from_slice::<String>(raw).ok().map(Cow::Owned),
     }
 }
 
@@ -389,6 +390,17 @@ mod tests {
         assert_eq!(classify_body(Endpoint::ChatCompletions, None, &both), Ok(Modality::Audio));
         let responses = json!({"input": [{"type": "input_audio", "input_audio": {"data": "AA"}}]});
         assert_eq!(classify_body(Endpoint::Responses, None, &responses), Ok(Modality::Audio));
+    }
+
+    #[test]
+    fn keys_spelled_with_escapes_are_read_as_json_reads_them() {
+        let raw = br#"[{"role": "user", "cont\u0065nt": [{"typ\u0065": "image_url", "image_url": {"url": "u"}}]}]"#;
+        assert_eq!(scan_parts(Endpoint::ChatCompletions, raw), Seen { image: true, audio: false });
+        let raw = br#"[{"type": "file", "file": {"filen\u0061me": "X.PNG", "a": "\"\\"}}]"#;
+        assert_eq!(scan_parts(Endpoint::Responses, raw), Seen { image: true, audio: false });
+        // Repeated keys: the last one counts, as in a JSON reader's map.
+        let raw = br#"[{"content": [{"type": "input_audio", "type": "text"}]}]"#;
+        assert_eq!(scan_parts(Endpoint::ChatCompletions, raw), Seen::default());
     }
 
     #[test]

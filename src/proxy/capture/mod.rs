@@ -6,6 +6,8 @@ use std::mem;
 
 use serde_json::Value;
 
+use super::scan;
+
 /// Floor for the SSE line and event buffers. Usage rides in the last event and some terminal
 /// events (`response.completed`) echo the whole response, so a tiny `cap` must not starve them.
 const MIN_LINE_CAP: usize = 1 << 20;
@@ -388,7 +390,6 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 
 mod events;
 mod plain;
-mod scan;
 mod sse;
 #[cfg(test)]
 mod tests;

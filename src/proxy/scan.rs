@@ -1,4 +1,4 @@
-//! Top-level fields of a JSON object found by a structural scan (strings and nesting only, no value parsing), so metering reads `usage` without walking every number of an embeddings response.
+//! JSON walked structurally (strings and nesting only, no value parsing): top-level fields and array elements as raw text, so metering, captures and the modality scan read only what they need.
 
 /// The raw JSON text of the top-level fields named by `keys` (the last one wins if a key
 /// repeats), or None when `body` is not an object this scan can walk; the caller then parses
@@ -140,6 +140,25 @@ fn rvalue_start(b: &[u8], end: usize) -> Option<usize> {
             }
         }
     }
+}
+
+/// The elements of the JSON array `raw` as raw text, in order; none if `raw` is not an array
+/// this scan can walk (the walk stops where it meets something it cannot read).
+pub fn elements(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let start = skip_ws(raw, 0);
+    let mut i = if raw.get(start) == Some(&b'[') { Some(skip_ws(raw, start + 1)) } else { None };
+    if i.is_some_and(|i| raw.get(i) == Some(&b']')) {
+        i = None;
+    }
+    std::iter::from_fn(move || {
+        let at = i?;
+        let end = value_end(raw, at);
+        i = end.and_then(|end| {
+            let next = skip_ws(raw, end);
+            (raw.get(next) == Some(&b',')).then(|| skip_ws(raw, next + 1))
+        });
+        end.map(|end| &raw[at..end])
+    })
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
