@@ -266,7 +266,7 @@ impl Capture {
         }
         let fields = scan_fields(body);
         if let Some((text, usage)) = fields.as_ref().and_then(plain::read) {
-            if let Some(u) = usage.as_ref().and_then(parse_usage) {
+            if let Some(u) = usage.and_then(usage_of) {
                 self.usage = Some(u);
             }
             if let Some(t) = text {

@@ -39,10 +39,10 @@ struct Message<'a> {
 
 /// What `Capture::absorb_body` would take from a body whose top-level fields are these
 /// (`[error, usage, choices, output, output_text, object, text, data]` as the scan found them):
-/// the chosen choice's text (if any) and the `usage` value. None when the body is not of this
+/// the chosen choice's text (if any) and the raw `usage` value. None when the body is not of this
 /// shape, or when serde would read it differently from a value tree (a repeated key, a type not
 /// expected here, tool calls, content parts, an error, embeddings); the caller then reads values.
-pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<(Option<Cow<'a, str>>, Option<Value>)> {
+pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<(Option<Cow<'a, str>>, Option<&'a [u8]>)> {
     let [error, usage, choices, output, output_text, object, text, data] = *fields;
     if error.is_some_and(|e| e != b"null") || data.is_some() {
         return None;
@@ -51,10 +51,10 @@ pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<(Option<Cow<'a,
     for unused in [output, output_text, object, text].into_iter().flatten() {
         serde_json::from_slice::<IgnoredAny>(unused).ok()?;
     }
-    let usage = match usage {
-        Some(u) => Some(serde_json::from_slice::<Value>(u).ok()?),
-        None => None,
-    };
+    // Checked as the value reading would (it must be JSON), then read as raw text.
+    if let Some(u) = usage {
+        serde_json::from_slice::<IgnoredAny>(u).ok()?;
+    }
     let choices: Vec<Choice<'a>> = serde_json::from_slice(choices?).ok()?;
     let chosen = choices
         .iter()
