@@ -37,12 +37,15 @@ struct Message<'a> {
     function_call: Field<'a>,
 }
 
+/// A plain answer's text (if any) and raw `usage` (if any).
+type Plain<'a> = (Option<Cow<'a, str>>, Option<&'a [u8]>);
+
 /// What `Capture::absorb_body` would take from a body whose top-level fields are these
 /// (`[error, usage, choices, output, output_text, object, text, data]` as the scan found them):
 /// the chosen choice's text (if any) and the raw `usage` value. None when the body is not of this
 /// shape, or when serde would read it differently from a value tree (a repeated key, a type not
 /// expected here, tool calls, content parts, an error, embeddings); the caller then reads values.
-pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<(Option<Cow<'a, str>>, Option<&'a [u8]>)> {
+pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<Plain<'a>> {
     let [error, usage, choices, output, output_text, object, text, data] = *fields;
     if error.is_some_and(|e| e != b"null") || data.is_some() {
         return None;
