@@ -72,8 +72,11 @@ pub struct Observed {
     inner: UpstreamBody,
     idle: Duration,
     total_deadline: tokio::time::Instant,
-    /// One timer for both clocks: it fires at the earlier of the idle and total deadlines.
-    timer: Pin<Box<Sleep>>,
+    /// When the body gives up: the earlier of the idle and total deadlines.
+    deadline: tokio::time::Instant,
+    /// One timer for both clocks, made and set to `deadline` only when the body has to wait
+    /// (a body whose frames are ready when polled never arms one).
+    timer: Option<Pin<Box<Sleep>>>,
     capture: Option<Capture>,
     on_finish: Option<OnFinish>,
     first_byte_at: Option<Instant>,
@@ -98,7 +101,8 @@ impl Observed {
             inner,
             idle,
             total_deadline,
-            timer: Box::pin(tokio::time::sleep_until((now + idle).min(total_deadline))),
+            deadline: (now + idle).min(total_deadline),
+            timer: None,
             capture: Some(capture),
             on_finish: Some(on_finish),
             first_byte_at: None,
@@ -129,8 +133,7 @@ impl Body for Observed {
                     this.first_byte_at.get_or_insert_with(Instant::now);
                     capture.push(data);
                 }
-                let next = (tokio::time::Instant::now() + this.idle).min(this.total_deadline);
-                this.timer.as_mut().reset(next);
+                this.deadline = (tokio::time::Instant::now() + this.idle).min(this.total_deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -142,7 +145,12 @@ impl Body for Observed {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_pending() {
+                let deadline = this.deadline;
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 let (outcome, what) = if tokio::time::Instant::now() >= this.total_deadline {

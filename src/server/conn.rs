@@ -416,11 +416,14 @@ async fn write_parts(
     let mut slices = &mut slices[..];
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        // The timer is only armed when the socket cannot take the bytes at once.
-        let n = tokio::select! {
-            biased;
-            n = io.write_vectored(slices) => n?,
-            () = tokio::time::sleep(idle) => return Err(io::ErrorKind::TimedOut.into()),
+        // Written at once when the socket can take the bytes; the timer only when it cannot.
+        let n = match io.try_write_vectored(slices) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::select! {
+                biased;
+                n = io.write_vectored(slices) => n?,
+                () = tokio::time::sleep(idle) => return Err(io::ErrorKind::TimedOut.into()),
+            },
+            n => n?,
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
