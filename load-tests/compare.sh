@@ -186,7 +186,8 @@ fi
 # --- measurement -------------------------------------------------------------------------------
 # A target is a process tree (nginx and LiteLLM fork workers): sum CPU over it, and RSS too.
 tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c"; done; }
-cpu_ticks() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
+# CPU ticks as "user system", summed over the tree.
+cpu_ticks() { [ -z "$1" ] && { echo "0 0"; return; }; for p in $(tree "$1"); do awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{u+=$1; s+=$2} END {print u+0, s+0}'; }
 hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
 TCK=$(getconf CLK_TCK)
 measure() { # round target
@@ -196,9 +197,13 @@ measure() { # round target
   c1=$(cpu_ticks "$pid")
   python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" <<'PY'
 import json, sys
-path, c0, c1, tck, hwm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5] or 0)
+path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)
+(u0, s0), (u1, s1) = map(int, c0), map(int, c1)
 r = json.load(open(path)); n = r["ok"] + r["errors"]
-r["cpu_s_per_10k"] = round((c1 - c0) / tck / n * 10000, 4) if n and c1 > c0 else None
+per_10k = lambda ticks: round(ticks / tck / n * 10000, 4)
+r["cpu_s_per_10k"] = per_10k(u1 + s1 - u0 - s0) if n and u1 + s1 > u0 + s0 else None
+r["cpu_user_s_per_10k"] = per_10k(u1 - u0) if r["cpu_s_per_10k"] else None
+r["cpu_sys_s_per_10k"] = per_10k(s1 - s0) if r["cpu_s_per_10k"] else None
 r["peak_rss_mib"] = round(hwm / 1024, 1) if hwm else None
 json.dump(r, open(path, "w"))
 PY

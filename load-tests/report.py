@@ -8,12 +8,14 @@ import sys
 
 results, smoke = sys.argv[1], sys.argv[2] == "1"
 runs = {}
+by_round = {}
 errors = 0
 for path in sorted(glob.glob(os.path.join(results, "*.json"))):
     r = json.load(open(path))
     rnd, rest = os.path.basename(path)[:-5].split("-", 1)
     target, kind = rest.rsplit("-", 1)
     runs.setdefault((target, kind), []).append(r)
+    by_round[(int(rnd), target, kind)] = r
     errors += r["errors"]
 
 order = [t for t in ["direct", "nginx", "shadowroute-off", "shadowroute-10", "litellm"] if (t, "closed") in runs]
@@ -66,6 +68,25 @@ for peer in ["nginx", "litellm"]:
 if ("shadowroute-10", "closed") in runs:
     print(f"- 10 % shadowing / shadowing off: throughput {ratio('shadowroute-10', 'shadowroute-off', 'throughput_rps')}, "
           f"p99 at fixed rate {ratio('shadowroute-10', 'shadowroute-off', 'latency', 'p99_ms', 'open')}")
+split = [t for t in order if med(t, "closed", "cpu_user_s_per_10k")[0] is not None]
+if split:
+    print("- CPU s / 10k requests, user + system (medians): " + ", ".join(
+        f"{t} {med(t, 'closed', 'cpu_user_s_per_10k')[0]:.3f} + {med(t, 'closed', 'cpu_sys_s_per_10k')[0]:.3f}" for t in split))
+
+
+def paired(a, b, key):
+    """a/b for each round, the two measured a few seconds apart."""
+    out = []
+    for rnd in sorted({k[0] for k in by_round}):
+        x, y = by_round.get((rnd, a, "closed"), {}).get(key), by_round.get((rnd, b, "closed"), {}).get(key)
+        if x is not None and y:
+            out.append(f"{x / y:.2f}")
+    return ", ".join(out) or "-"
+
+
+for a, b in [("shadowroute-off", "nginx"), ("shadowroute-10", "shadowroute-off")]:
+    if (a, "closed") in runs and (b, "closed") in runs:
+        print(f"- {a} / {b}, round by round: throughput {paired(a, b, 'throughput_rps')}; CPU per request {paired(a, b, 'cpu_s_per_10k')}")
 base = os.path.dirname(results.rstrip("/"))
 soak = os.path.join(base, "soak-rss.txt")
 if os.path.exists(soak):
