@@ -4,8 +4,8 @@
 #
 #   load-tests/compare.sh                 full comparison (about 15 minutes), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
-#   load-tests/compare.sh --instructions  user-space instructions per request through shadowroute
-#                                         (callgrind): repeatable where times on a shared machine are not
+#   load-tests/compare.sh --instructions  user-space instructions per request through nginx and
+#                                         shadowroute (callgrind): repeatable where times on a shared machine are not
 #   ROUNDS=5 DURATION=20 load-tests/compare.sh
 #
 # Each proxy runs pinned to CPU 1 with one worker; the load generator and the upstream share CPU 0.
@@ -30,8 +30,10 @@ mkdir -p "$OUT/results" "$OUT/logs"
 rm -f "$OUT"/results/*.json "$OUT"/soak* "$OUT"/streams*
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if [ $SMOKE = 0 ]; then
+if [ $SMOKE = 0 ] || [ $INSTR = 1 ]; then
   if ! need nginx; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; fi
+fi
+if [ $SMOKE = 0 ]; then
   if [ "${SKIP_LITELLM:-0}" = 0 ] && [ ! -x "$ROOT/target/litellm-venv/bin/litellm" ]; then
     python3 -m venv "$ROOT/target/litellm-venv"
     "$ROOT/target/litellm-venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
@@ -123,7 +125,20 @@ TARGETS=(direct shadowroute-off shadowroute-10)
 
 # --- instructions: counted only while a closed loop of DURATION seconds runs, after a warm-up ---
 if [ $INSTR = 1 ]; then
-  for t in shadowroute-off shadowroute-10; do
+  # nginx as the reference, one process (no master) so callgrind sees the worker.
+  NG=$(free_port)
+  cat > "$OUT/proxy-instr.conf" <<NGX
+worker_processes 1; master_process off; daemon off; pid $OUT/proxy-instr.pid; error_log $OUT/logs/proxy-instr.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server { listen 127.0.0.1:$NG;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGX
+  $PIN_PROXY valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.nginx" nginx -c "$OUT/proxy-instr.conf" -p "$OUT" > "$OUT/logs/proxy-instr.log" 2>&1 &
+  PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG
+  wait_http "http://127.0.0.1:$NG/v1/models"
+  for t in nginx shadowroute-off shadowroute-10; do
     pid=${PID[$t]}
     $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-warm.json" > /dev/null
     callgrind_control -i on "$pid" > /dev/null 2>&1

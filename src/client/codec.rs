@@ -145,16 +145,6 @@ impl RawHeaders {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
-
-    /// Appends each line as `name: value\r\n`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        for (name, value) in self.iter() {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
 }
 
 /// What a message's `Connection` headers say (responses here, requests in `server/`).
@@ -435,9 +425,6 @@ mod tests {
         let multi: Vec<&[u8]> =
             h.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"x-multi")).map(|(_, v)| v).collect();
         assert_eq!(multi, [b"a", b"b"]);
-        let mut out = Vec::new();
-        h.headers.encode(&mut out);
-        assert_eq!(out, b"Content-Type: text/event-stream\r\nX-Multi: a\r\nX-Multi: b\r\n");
     }
 
     /// Feeds `wire` to a decoder in pieces of `piece` bytes and returns the body and what was left.

@@ -400,6 +400,18 @@ mod tests {
     }
 
     #[test]
+    fn passed_on_lines_follow_the_handlers_headers_which_win() {
+        let upstream = "HTTP/1.1 200 OK\r\nX-Request-Id: up\r\nDate: D0\r\nX-B: b\r\nContent-Length: 2\r\n\r\n";
+        let raw = codec::parse_head(&mut BytesMut::from(upstream)).unwrap().unwrap().headers;
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("ours"));
+        let mut out = Vec::new();
+        encode_response_head(StatusCode::OK, &h, Some(&raw), BodyFraming::Length(2), true, false, b"D", &mut out);
+        let want = "HTTP/1.1 200 OK\r\nx-request-id: ours\r\nDate: D0\r\nX-B: b\r\ncontent-length: 2\r\n\r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
     fn numbers_are_written_in_decimal() {
         for n in [0u64, 7, 10, 65_536, u64::MAX] {
             assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
