@@ -57,7 +57,10 @@ for t in order:
 
 def ratio(a, b, key, sub=None, kind="closed"):
     x, y = med(a, kind, key, sub)[0], med(b, kind, key, sub)[0]
-    return "-" if x is None or not y else f"{x / y:.2f}x"
+    if x is None or not y:
+        return "-"
+    # Two significant digits for small ratios (shadowroute's CPU per request against LiteLLM's).
+    return f"{x / y:.2f}x" if x / y >= 0.1 else f"{x / y:.2g}x"
 
 
 print()
