@@ -75,52 +75,40 @@ impl Reader<'_> {
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.eat(b'}') {
-                    return Some(());
-                }
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                loop {
-                    self.string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    if self.eat(b'}') {
-                        return Some(());
-                    }
-                    self.expect(b',')?;
-                    self.ws();
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.eat(b']') {
-                    return Some(());
-                }
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    self.ws();
-                    if self.eat(b']') {
-                        return Some(());
-                    }
-                    self.expect(b',')?;
-                    self.ws();
-                }
-            }
+            b'{' => self.container(b'}', depth, |r| {
+                r.string()?;
+                r.ws();
+                r.expect(b':')?;
+                r.ws();
+                r.value(depth + 1)
+            }),
+            b'[' => self.container(b']', depth, |r| r.value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             _ => self.number(),
+        }
+    }
+
+    /// An object or array opening at the current byte: `member` read for each member, comma
+    /// separated, up to `close`.
+    fn container(&mut self, close: u8, depth: usize, mut member: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.eat(close) {
+            return Some(());
+        }
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        loop {
+            member(self)?;
+            self.ws();
+            if self.eat(close) {
+                return Some(());
+            }
+            self.expect(b',')?;
+            self.ws();
         }
     }
 

@@ -185,9 +185,9 @@ pub fn parts_field(endpoint: Endpoint) -> Option<&'static str> {
 
 /// Scans the raw JSON of the [`parts_field`] for media parts: chat `messages` carry parts in
 /// their `content`; Responses `input` items are parts themselves or messages with parts.
-/// Everything is borrowed from the body (an inline image is never copied); shapes that are
-/// not parts are ignored, and a field without a quoted part word is not parsed at all (so a
-/// part type spelled with escapes is not seen).
+/// Everything is borrowed from the body (an inline image is never copied) unless the field
+/// holds a `\u` escape; shapes that are not parts are ignored, and a field without a quoted
+/// part word is not parsed at all (so a part type spelled with escapes is not seen).
 pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
     let mut seen = Seen::default();
     if !has_part_word(raw) {
