@@ -253,7 +253,16 @@ mod tests {
 
     #[test]
     fn the_word_scan_stops_at_the_first_special_byte() {
-        for s in ["", "abc", "abcdefgh\"", "abcdefghij\\", "ab\x1fcdefghijk", "\u{7f}\u{80}é\"", "0123456789abcdef"] {
+        for s in [
+            "",
+            "abc",
+            "abcdefgh\"",
+            "abcdefghij\\",
+            "ab\x1fcdefghijk",
+            "\u{7f}\u{80}é\"",
+            "éééé\u{80}\u{7f}ÿ\u{7ff}x\"",
+            "0123456789abcdef",
+        ] {
             let want = s.bytes().position(|c| c < 0x20 || c == b'"' || c == b'\\').unwrap_or(s.len());
             for start in 0..=s.len().min(3) {
                 if start <= want {

@@ -187,21 +187,24 @@ pub fn parts_field(endpoint: Endpoint) -> Option<&'static str> {
 /// their `content`; Responses `input` items are parts themselves or messages with parts.
 /// Everything is borrowed from the body (an inline image is never copied) unless the field
 /// holds a `\u` escape; shapes that are not parts are ignored, and a field without a quoted
-/// part word is not parsed at all (so a part type spelled with escapes is not seen).
+/// part word is not parsed at all (so a part type spelled with escapes is not seen, nor a key
+/// spelled with escapes in a field serde_json cannot read into a value tree).
 pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
     let mut seen = Seen::default();
     if !has_part_word(raw) {
         return seen;
     }
     // A `\u` escape could spell a key or a part word differently: such a field is read by
-    // serde_json and written back out without those escapes before the scan.
+    // serde_json and written back out without those escapes before the scan. One a value tree
+    // refuses (a lone surrogate, which clients that cut a string inside an emoji send, or
+    // nesting past serde's limit) is scanned as it is.
     let unescaped;
-    let raw = if memchr::memmem::find(raw, b"\\u").is_some() {
-        let Ok(value) = serde_json::from_slice::<Value>(raw) else { return seen };
-        unescaped = value.to_string();
-        unescaped.as_bytes()
-    } else {
-        raw
+    let raw = match memchr::memmem::find(raw, b"\\u").and_then(|_| serde_json::from_slice::<Value>(raw).ok()) {
+        Some(value) => {
+            unescaped = value.to_string();
+            unescaped.as_bytes()
+        }
+        None => raw,
     };
     for item in scan::elements(raw) {
         let Some(fields) = PartFields::of(item) else { continue };
@@ -398,6 +401,9 @@ mod tests {
         assert_eq!(scan_parts(Endpoint::ChatCompletions, raw), Seen { image: true, audio: false });
         let raw = br#"[{"type": "file", "file": {"filen\u0061me": "X.PNG", "a": "\"\\"}}]"#;
         assert_eq!(scan_parts(Endpoint::Responses, raw), Seen { image: true, audio: false });
+        // A lone surrogate elsewhere in the field (a string cut inside an emoji): still vision.
+        let raw = br#"[{"role": "user", "content": [{"type": "text", "text": "\ud83d"}, {"type": "image_url", "image_url": {"url": "u"}}]}]"#;
+        assert_eq!(scan_parts(Endpoint::ChatCompletions, raw), Seen { image: true, audio: false });
         // Repeated keys: the last one counts, as in a JSON reader's map.
         let raw = br#"[{"content": [{"type": "input_audio", "type": "text"}]}]"#;
         assert_eq!(scan_parts(Endpoint::ChatCompletions, raw), Seen::default());
