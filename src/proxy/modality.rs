@@ -206,16 +206,14 @@ pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
         }
         None => raw,
     };
-    for item in scan::elements(raw) {
-        let Some(fields) = PartFields::of(item) else { continue };
+    for item in scan::element_fields(raw, PART_KEYS).flatten() {
+        let fields = PartFields::from(item);
         if endpoint == Endpoint::Responses {
             scan_part(&fields, &mut seen);
         }
         if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Responses) {
-            for part in fields.content.into_iter().flat_map(scan::elements) {
-                if let Some(p) = PartFields::of(part) {
-                    scan_part(&p, &mut seen);
-                }
+            for part in fields.content.into_iter().flat_map(|c| scan::element_fields(c, PART_KEYS)).flatten() {
+                scan_part(&PartFields::from(part), &mut seen);
             }
         }
     }
@@ -250,12 +248,19 @@ struct PartFields<'a> {
     filename: Option<&'a [u8]>,
 }
 
+/// The keys of [`PartFields`], in its order.
+const PART_KEYS: [&[u8]; 5] = [b"type", b"content", b"file", b"file_data", b"filename"];
+
+impl<'a> From<[Option<&'a [u8]>; 5]> for PartFields<'a> {
+    fn from([kind, content, file, file_data, filename]: [Option<&'a [u8]>; 5]) -> PartFields<'a> {
+        PartFields { kind, content, file, file_data, filename }
+    }
+}
+
 impl<'a> PartFields<'a> {
     /// The fields of an object; None for anything that is not one.
     fn of(raw: &'a [u8]) -> Option<PartFields<'a>> {
-        let [kind, content, file, file_data, filename] =
-            scan::top_level_fields(raw, [b"type", b"content", b"file", b"file_data", b"filename"])?;
-        Some(PartFields { kind, content, file, file_data, filename })
+        scan::top_level_fields(raw, PART_KEYS).map(PartFields::from)
     }
 }
 

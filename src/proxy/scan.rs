@@ -4,14 +4,23 @@
 /// repeats), or None when `body` is not an object this scan can walk; the caller then parses
 /// the body properly. Keys are compared as written, so an escaped spelling of a key is not found.
 pub fn top_level_fields<'a, const N: usize>(body: &'a [u8], keys: [&[u8]; N]) -> Option<[Option<&'a [u8]>; N]> {
+    let (found, end) = object_at(body, skip_ws(body, 0), keys)?;
+    (skip_ws(body, end) == body.len()).then_some(found)
+}
+
+/// The fields named by `keys` of the object that opens at `i`, and the index just past it.
+fn object_at<'a, const N: usize>(
+    body: &'a [u8],
+    mut i: usize,
+    keys: [&[u8]; N],
+) -> Option<([Option<&'a [u8]>; N], usize)> {
     let mut found = [None; N];
-    let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(body, i + 1);
     if body.get(i) == Some(&b'}') {
-        return (skip_ws(body, i + 1) == body.len()).then_some(found);
+        return Some((found, i + 1));
     }
     loop {
         if body.get(i) != Some(&b'"') {
@@ -31,7 +40,7 @@ pub fn top_level_fields<'a, const N: usize>(body: &'a [u8], keys: [&[u8]; N]) ->
         i = skip_ws(body, value_end);
         match body.get(i) {
             Some(b',') => i = skip_ws(body, i + 1),
-            Some(b'}') => return (skip_ws(body, i + 1) == body.len()).then_some(found),
+            Some(b'}') => return Some((found, i + 1)),
             _ => return None,
         }
     }
@@ -142,9 +151,13 @@ fn rvalue_start(b: &[u8], end: usize) -> Option<usize> {
     }
 }
 
-/// The elements of the JSON array `raw` as raw text, in order; none if `raw` is not an array
-/// this scan can walk (the walk stops where it meets something it cannot read).
-pub fn elements(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// For each element of the JSON array `raw`, in order: the fields named by `keys` when the
+/// element is an object (found in the same walk that finds its end), None for any other element;
+/// nothing if `raw` is not an array, and the walk stops where it meets something it cannot read.
+pub fn element_fields<'a, const N: usize>(
+    raw: &'a [u8],
+    keys: [&'a [u8]; N],
+) -> impl Iterator<Item = Option<[Option<&'a [u8]>; N]>> + 'a {
     let start = skip_ws(raw, 0);
     let mut i = if raw.get(start) == Some(&b'[') { Some(skip_ws(raw, start + 1)) } else { None };
     if i.is_some_and(|i| raw.get(i) == Some(&b']')) {
@@ -152,12 +165,13 @@ pub fn elements(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
     }
     std::iter::from_fn(move || {
         let at = i?;
-        let end = value_end(raw, at);
-        i = end.and_then(|end| {
-            let next = skip_ws(raw, end);
-            (raw.get(next) == Some(&b',')).then(|| skip_ws(raw, next + 1))
-        });
-        end.map(|end| &raw[at..end])
+        let (fields, end) = match raw.get(at) {
+            Some(b'{') => object_at(raw, at, keys).map(|(found, end)| (Some(found), end))?,
+            _ => (None, value_end(raw, at)?),
+        };
+        let next = skip_ws(raw, end);
+        i = (raw.get(next) == Some(&b',')).then(|| skip_ws(raw, next + 1));
+        Some(fields)
     })
 }
 
