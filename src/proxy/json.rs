@@ -15,35 +15,27 @@ pub fn object_fields(body: &[u8], mut field: impl FnMut(Range<usize>, Range<usiz
         return false;
     }
     let mut r = Reader { b: body, i: 0 };
-    let mut walk = || -> Option<()> {
-        r.ws();
-        r.expect(b'{')?;
-        r.ws();
-        if !r.eat(b'}') {
-            loop {
-                let key_start = r.i + 1;
-                if r.string()? {
-                    return None;
-                }
-                let key = key_start..r.i - 1;
-                r.ws();
-                r.expect(b':')?;
-                r.ws();
-                let value_start = r.i;
-                r.value(1)?;
-                field(key, value_start..r.i);
-                r.ws();
-                if r.eat(b'}') {
-                    break;
-                }
-                r.expect(b',')?;
-                r.ws();
-            }
+    r.ws();
+    if r.peek() != Some(b'{') {
+        return false;
+    }
+    // The top level is read like any object, with each member handed to `field`.
+    let read = r.container(b'}', 0, |r| {
+        let key_start = r.i + 1;
+        if r.string()? {
+            return None;
         }
+        let key = key_start..r.i - 1;
         r.ws();
-        (r.i == body.len()).then_some(())
-    };
-    walk().is_some()
+        r.expect(b':')?;
+        r.ws();
+        let value_start = r.i;
+        r.value(1)?;
+        field(key, value_start..r.i);
+        Some(())
+    });
+    r.ws();
+    read.is_some() && r.i == body.len()
 }
 
 struct Reader<'a> {
