@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -12,12 +12,13 @@ use crate::config::AdminToken;
 use crate::control::{Command, Operator};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::{full, RespBody};
-use crate::server::ReqBody;
+use crate::raw_headers::RawHeaders;
+use crate::server::Request;
 
 /// Serves one admin request.
-pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let resp = match (req.method().clone(), path.as_str()) {
+pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
+    let path = req.uri.path().trim_end_matches('/').to_string();
+    let resp = match (req.method.clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::GET, "/readyz") => readyz(&app),
         (Method::GET, "/metrics") => {
@@ -27,7 +28,7 @@ pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody>
         }
         (Method::GET, "/admin/config") => json_response(StatusCode::OK, &config_view(&app)),
         (Method::GET, "/admin/routes") => json_response(StatusCode::OK, &routes_view(&app)),
-        (Method::POST, "/admin/reload") => match authorize(&app, req.headers()) {
+        (Method::POST, "/admin/reload") => match authorize(&app, &req.headers) {
             Ok(()) => reload(&app).await,
             Err(resp) => *resp,
         },
@@ -35,7 +36,7 @@ pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody>
             let log: Vec<_> = app.board().log.iter().cloned().collect();
             json_response(StatusCode::OK, &json!({ "decisions": log }))
         }
-        (Method::POST, p) if p.starts_with("/admin/routes/") => match authorize(&app, req.headers()) {
+        (Method::POST, p) if p.starts_with("/admin/routes/") => match authorize(&app, &req.headers) {
             Ok(()) => operate(&app, p, req).await,
             Err(resp) => *resp,
         },
@@ -142,7 +143,7 @@ fn comparator_name(route: &crate::config::Route) -> String {
 }
 
 /// Admin writes need `Authorization: Bearer <token>`; with no token configured they are refused.
-fn authorize(app: &SharedApp, headers: &HeaderMap) -> Result<(), Box<Response<RespBody>>> {
+fn authorize(app: &SharedApp, headers: &RawHeaders) -> Result<(), Box<Response<RespBody>>> {
     let configured = match &app.snapshot().config.server.admin_token {
         AdminToken::None => None,
         AdminToken::Env(var) => std::env::var(var).ok(),
@@ -155,11 +156,7 @@ fn authorize(app: &SharedApp, headers: &HeaderMap) -> Result<(), Box<Response<Re
             "admin_disabled",
         )));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = headers.get_str("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -177,7 +174,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `POST /admin/routes/{route}/promote|rollback|pause|resume`, through control.
-async fn operate(app: &SharedApp, path: &str, req: Request<ReqBody>) -> Response<RespBody> {
+async fn operate(app: &SharedApp, path: &str, req: Request) -> Response<RespBody> {
     let rest = path.trim_start_matches("/admin/routes/");
     let Some((route, verb)) = rest.rsplit_once('/') else {
         return error(
@@ -188,7 +185,7 @@ async fn operate(app: &SharedApp, path: &str, req: Request<ReqBody>) -> Response
     };
     let action = match verb {
         "promote" => {
-            let body = match req.into_body() {
+            let body = match req.body {
                 Ok(b) => b,
                 Err(e) => return body_error(&e),
             };

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod metrics;
 pub mod proxy;
+pub mod raw_headers;
 pub(crate) mod rng;
 pub mod router;
 pub mod server;

@@ -15,6 +15,7 @@ use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
 use crate::metrics::Metrics;
 use crate::proxy::modality::{Endpoint, Modality};
 use crate::proxy::UpBody;
+use crate::raw_headers::RawHeaders;
 
 /// A model with the client that reaches it.
 #[derive(Clone)]
@@ -28,13 +29,19 @@ pub struct Upstream {
 
 impl Upstream {
     /// Sends a prepared request (from [`Wire::uri`] and [`Wire::set_headers`]) to the model,
-    /// on the client's pool or, for shadow, noise and judge calls, the background pool.
-    pub async fn send(&self, req: Request<UpBody>, background: bool) -> Result<UpstreamResponse, ClientError> {
+    /// with the client's header lines `passed_on` after the request's own, on the client's
+    /// pool or, for shadow, noise and judge calls, the background pool.
+    pub async fn send(
+        &self,
+        req: Request<UpBody>,
+        passed_on: Option<&RawHeaders>,
+        background: bool,
+    ) -> Result<UpstreamResponse, ClientError> {
         let Some(origin) = &self.wire.origin else {
             return Err(ClientError::Connect(format!("bad upstream URL: {}", self.model.url)));
         };
         let client = if background { &self.shadow_client } else { &self.client };
-        client.request(origin, req).await
+        client.request(origin, req, passed_on).await
     }
 }
 
@@ -174,12 +181,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The first route that serves this modality and whose header match holds.
-    pub fn route_for(&self, modality: Modality, headers: &HeaderMap) -> Option<&RouteState> {
+    pub fn route_for(&self, modality: Modality, headers: &RawHeaders) -> Option<&RouteState> {
         self.routes.iter().find(|r| {
             r.route.modalities.contains(&modality)
                 && r.match_headers
                     .as_ref()
-                    .is_some_and(|m| m.iter().all(|(name, value)| headers.get(name) == Some(value)))
+                    .is_some_and(|m| m.iter().all(|(name, value)| headers.get(name.as_str()) == Some(value.as_bytes())))
         })
     }
 

@@ -6,7 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 
-use crate::proxy::headers::HOP_BY_HOP;
+use crate::proxy::headers::is_hop_by_hop;
+use crate::raw_headers::RawHeaders;
 
 /// A response head larger than this is refused.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -16,8 +17,16 @@ const MAX_HEADERS: usize = 128;
 const MAX_LINE: usize = 4096;
 
 /// Appends `METHOD target HTTP/1.1`, the headers (without framing or connection headers,
-/// which the router decides) and `content-length: len` to `out`.
-pub fn encode_head(method: &http::Method, target: &str, headers: &HeaderMap, len: usize, out: &mut Vec<u8>) {
+/// which the router decides), the end-to-end lines `passed_on` that `headers` does not name,
+/// and `content-length: len` to `out`.
+pub fn encode_head(
+    method: &http::Method,
+    target: &str,
+    headers: &HeaderMap,
+    passed_on: Option<&RawHeaders>,
+    len: usize,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -29,6 +38,15 @@ pub fn encode_head(method: &http::Method, target: &str, headers: &HeaderMap, len
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in passed_on.iter().flat_map(|raw| raw.iter()) {
+        if headers.keys().any(|set| set.as_str().as_bytes().eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"content-length: ");
@@ -96,20 +114,19 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
                 conn.read(h.value);
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 chunked = tokens(h.value).next_back().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
-            } else if !HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop.as_bytes())) {
+            } else if !is_hop_by_hop(name) {
                 let (n, v) = (at(name), at(h.value));
                 lines.push((n, n + name.len() as u32, v, v + h.value.len() as u32));
             }
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = RawHeaders { head, lines };
+        let mut headers = RawHeaders::new(head, lines);
         if !conn.listed.is_empty() {
             let listed = |name: &[u8]| conn.listed.iter().any(|l| l.eq_ignore_ascii_case(name));
             if listed(b"content-length") {
                 length = Ok(None);
             }
-            let RawHeaders { head, lines } = &mut headers;
-            lines.retain(|&(n, ne, _, _)| !listed(&head[n as usize..ne as usize]));
+            headers.retain(|name| !listed(name));
         }
         let framing = match chunked {
             // Transfer-Encoding overrides Content-Length.
@@ -119,31 +136,6 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         };
         let keep_alive = framing != Framing::Eof && if http11 { !conn.close } else { conn.keep_alive };
         return Ok(Some(Head { status, headers, framing, keep_alive }));
-    }
-}
-
-/// A message's end-to-end header lines as they arrived (names in the sender's case), sharing the
-/// head's bytes: what a proxy passes on without building a header map. Hop-by-hop and framing
-/// lines (Content-Length, Transfer-Encoding) are never among them; httparse has checked every
-/// name and value, so the lines can be written out as they are.
-#[derive(Debug, Clone, Default)]
-pub struct RawHeaders {
-    head: Bytes,
-    /// (name start, name end, value start, value end) in `head`.
-    lines: Vec<(u32, u32, u32, u32)>,
-}
-
-impl RawHeaders {
-    /// Each line's name and value, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines
-            .iter()
-            .map(|&(n, ne, v, ve)| (&self.head[n as usize..ne as usize], &self.head[v as usize..ve as usize]))
-    }
-
-    /// The value of the first line named `name` (ASCII case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 }
 
@@ -355,11 +347,23 @@ mod tests {
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-a", HeaderValue::from_static("b"));
         let mut out = Vec::new();
-        encode_head(&http::Method::POST, "/v1/chat/completions?x=1", &h, 12, &mut out);
+        encode_head(&http::Method::POST, "/v1/chat/completions?x=1", &h, None, 12, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: b\r\ncontent-length: 12\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn passed_on_lines_follow_the_requests_own_headers_which_win() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("up"));
+        let client = RawHeaders::from_pairs([("Host", "router"), ("Content-Type", "application/json"), ("X-B", "b")]);
+        let mut out = Vec::new();
+        encode_head(&http::Method::POST, "/", &h, Some(&client), 2, &mut out);
+        let want =
+            "POST / HTTP/1.1\r\nhost: up\r\nContent-Type: application/json\r\nX-B: b\r\ncontent-length: 2\r\n\r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]

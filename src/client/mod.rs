@@ -27,8 +27,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::proxy::UpBody;
+use crate::raw_headers::RawHeaders;
 use crate::rng::NameMap;
-pub use codec::RawHeaders;
 use codec::{Decoder, Framing, Step};
 
 /// Idle connections kept per origin; the oldest goes first beyond this.
@@ -128,14 +128,21 @@ impl Client {
         Client { inner }
     }
 
-    /// Sends `req` (origin-form URI, Host set) to `origin` on a pooled connection, or a new one.
-    pub async fn request(&self, origin: &Origin, req: Request<UpBody>) -> Result<UpstreamResponse, ClientError> {
+    /// Sends `req` (origin-form URI, Host set) to `origin` on a pooled connection, or a new one,
+    /// with the end-to-end header lines `passed_on` after its own headers (a line `req` also
+    /// names is left out: the request's own header wins).
+    pub async fn request(
+        &self,
+        origin: &Origin,
+        req: Request<UpBody>,
+        passed_on: Option<&RawHeaders>,
+    ) -> Result<UpstreamResponse, ClientError> {
         let (parts, body) = req.into_parts();
         let chunks = body.into_chunks();
         let len: usize = chunks.iter().map(Bytes::len).sum();
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut head = Vec::with_capacity(256 + if len <= INLINE_BODY { len } else { 0 });
-        codec::encode_head(&parts.method, target, &parts.headers, len, &mut head);
+        codec::encode_head(&parts.method, target, &parts.headers, passed_on, len, &mut head);
         let rest = if len <= INLINE_BODY {
             chunks.iter().for_each(|c| head.extend_from_slice(c));
             VecDeque::new()
@@ -507,7 +514,7 @@ mod tests {
 
     async fn read_all(c: &Client, url: &str) -> String {
         let (origin, req) = get(url);
-        let resp = c.request(&origin, req).await.unwrap();
+        let resp = c.request(&origin, req, None).await.unwrap();
         let body = resp.body.collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
@@ -528,7 +535,7 @@ mod tests {
         let c = Client::new(Duration::from_secs(1));
         let (origin, req) = get(&url);
         // Headers only: the body is not read, so its connection is not free.
-        let resp = c.request(&origin, req).await.unwrap();
+        let resp = c.request(&origin, req, None).await.unwrap();
         let body = resp.body;
         let second = read_all(&c, &url).await;
         drop(body);
@@ -569,7 +576,7 @@ mod tests {
         };
         let c = Client::new(Duration::from_secs(1));
         let (origin, req) = get(&format!("http://127.0.0.1:{port}"));
-        match c.request(&origin, req).await {
+        match c.request(&origin, req, None).await {
             Err(ClientError::Connect(e)) => assert!(!e.is_empty()),
             other => panic!("expected a connect error, got {:?}", other.map(|r| r.status)),
         }
@@ -610,7 +617,7 @@ mod tests {
         });
         let c = Client::new(Duration::from_secs(2));
         let (origin, req) = get(&format!("https://localhost:{port}"));
-        match c.request(&origin, req).await {
+        match c.request(&origin, req, None).await {
             Err(ClientError::Connect(e)) => assert!(e.contains("TLS handshake") && e.contains("certificate"), "{e}"),
             other => panic!("expected a connect error, got {:?}", other.map(|r| r.status)),
         }

@@ -60,7 +60,9 @@ pub(super) async fn forward(
         if i == 0 {
             router_time += sent_at - started;
         }
-        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, false)).await;
+        let attempt =
+            tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, Some(&req.forwarded), false))
+                .await;
         let headers_at = Instant::now();
         let error = match attempt {
             Ok(Ok(resp)) => {
@@ -115,7 +117,8 @@ pub(super) async fn forward(
     Err(fail(error, &model))
 }
 
-/// The upstream request: the model's URL, the rewritten body, forwarded headers and the model's key.
+/// The upstream request: the model's URL, the rewritten body, the request id and the model's key
+/// (the client's forwarded header lines follow these when it is sent).
 fn build_request(
     up: &Upstream,
     req: &ClientRequest,
@@ -125,10 +128,8 @@ fn build_request(
         .wire
         .uri(req.endpoint, req.query.as_deref())
         .map_err(|reason| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason })?;
-    let mut builder = Request::post(uri);
+    let mut builder = Request::post(uri).header(X_REQUEST_ID, request_id.clone());
     if let Some(h) = builder.headers_mut() {
-        *h = req.forward_headers();
-        h.insert(X_REQUEST_ID, request_id.clone());
         up.wire.set_headers(h);
     }
     builder

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 pub use body::UpBody;
@@ -24,7 +24,7 @@ use error::ProxyError;
 use headers::X_REQUEST_ID;
 
 use crate::app::SharedApp;
-use crate::server::ReqBody;
+use crate::server::Request;
 use crate::state::Snapshot;
 use std::sync::Arc;
 
@@ -52,9 +52,9 @@ impl From<ProxyError> for Failure {
 }
 
 /// Serves one inference request.
-pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody> {
+pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
     let started = Instant::now();
-    let request_id = request::request_id(req.headers());
+    let request_id = request::request_id(&req.headers);
     let snap = app.snapshot();
     let result = serve(&app, &snap, req, &request_id, started).await;
     result.unwrap_or_else(|f| {
@@ -69,21 +69,20 @@ pub async fn handle(app: SharedApp, req: Request<ReqBody>) -> Response<RespBody>
 async fn serve(
     app: &SharedApp,
     snap: &Arc<Snapshot>,
-    req: Request<ReqBody>,
+    req: Request,
     request_id: &HeaderValue,
     started: Instant,
 ) -> Result<Response<RespBody>, Failure> {
     if app.closing() {
         return Err(ProxyError::Draining.into());
     }
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
+    let path = req.uri.path();
     // Every path takes one method; anything else is a 405 naming both.
     let only = |method: Method| -> Result<(), Failure> {
-        if parts.method == method {
+        if req.method == method {
             return Ok(());
         }
-        Err(ProxyError::MethodNotAllowed { method: parts.method.to_string(), path: path.into() }.into())
+        Err(ProxyError::MethodNotAllowed { method: req.method.to_string(), path: path.into() }.into())
     };
     if path == "/v1/models" || path == "/v1/models/" {
         only(Method::GET)?;
@@ -91,13 +90,13 @@ async fn serve(
     }
     if path == "/v1/feedback" {
         only(Method::POST)?;
-        return feedback::handle(app, body, request_id).await.map_err(Failure::from);
+        return feedback::handle(app, req.body, request_id).await.map_err(Failure::from);
     }
     let Some(endpoint) = modality::Endpoint::from_path(path) else {
-        return Err(ProxyError::NotFound { method: parts.method.to_string(), path: path.into() }.into());
+        return Err(ProxyError::NotFound { method: req.method.to_string(), path: path.into() }.into());
     };
     only(Method::POST)?;
-    let client_req = request::ClientRequest::read(endpoint, parts, body, snap.config.server.max_body)?;
+    let client_req = request::ClientRequest::read(endpoint, req, snap.config.server.max_body)?;
     let modality = client_req.modality;
     let Some(route) = snap.route_for(modality, &client_req.headers) else {
         let detail = if snap.routes.iter().any(|r| r.route.modalities.contains(&modality)) {

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue};
+use http::HeaderValue;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -18,15 +17,16 @@ use super::error::ProxyError;
 use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODALITY};
 use super::modality::{self, Endpoint, Modality};
 use super::{headers, json, multipart};
-use crate::server::{BodyError, ReqBody};
+use crate::raw_headers::RawHeaders;
+use crate::server::{BodyError, ReqBody, Request};
 
 /// The request id: the client's if it sent a sane one, otherwise a new unique one:
 /// a random per-process prefix and a counter, written without allocating twice.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(X_REQUEST_ID) {
-        let ok = !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
-        if ok {
-            return v.clone();
+pub fn request_id(headers: &RawHeaders) -> HeaderValue {
+    if let Some(v) = headers.get(X_REQUEST_ID.as_str()) {
+        let ok = !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic());
+        if let Some(v) = ok.then(|| HeaderValue::from_bytes(v).ok()).flatten() {
+            return v;
         }
     }
     static PREFIX: OnceLock<u64> = OnceLock::new();
@@ -214,8 +214,10 @@ pub fn body_bytes(body: ReqBody, limit: u64) -> Result<Bytes, ProxyError> {
 pub struct ClientRequest {
     pub endpoint: Endpoint,
     pub modality: Modality,
-    /// The client's headers (credentials included: routing may match on them; they are never forwarded).
-    pub headers: HeaderMap,
+    /// The client's header lines (credentials included: routing may match on them).
+    pub headers: RawHeaders,
+    /// The lines an upstream may see ([`headers::forwarded`]), sharing the same bytes.
+    pub forwarded: RawHeaders,
     pub query: Option<String>,
     pub body: Bytes,
     pub payload: Payload,
@@ -225,14 +227,17 @@ pub struct ClientRequest {
 
 impl ClientRequest {
     /// Takes the body the server read (under `max_body`), parses it and classifies it.
-    pub fn read(endpoint: Endpoint, parts: Parts, body: ReqBody, max_body: u64) -> Result<ClientRequest, ProxyError> {
+    pub fn read(endpoint: Endpoint, req: Request, max_body: u64) -> Result<ClientRequest, ProxyError> {
+        let Request { uri, headers, body, .. } = req;
         let body = body_bytes(body, max_body)?;
-        let override_header = match parts.headers.get(X_SHADOWROUTE_MODALITY) {
-            Some(v) => Some(v.to_str().map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?),
+        let override_header = match headers.get(X_SHADOWROUTE_MODALITY.as_str()) {
+            Some(v) => Some(
+                std::str::from_utf8(v).map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?,
+            ),
             None => None,
         };
         let (payload, stream, modality) = if endpoint.is_multipart() {
-            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = headers.get_str("content-type").unwrap_or("");
             let boundary = multipart::boundary(ct).ok_or_else(|| {
                 ProxyError::BadBody(format!("{} expects multipart/form-data with a boundary", endpoint.path()))
             })?;
@@ -256,8 +261,9 @@ impl ClientRequest {
         Ok(ClientRequest {
             endpoint,
             modality,
-            headers: parts.headers,
-            query: parts.uri.query().map(str::to_string),
+            forwarded: headers::forwarded(&headers),
+            headers,
+            query: uri.query().map(str::to_string),
             body,
             payload,
             stream,
@@ -272,11 +278,6 @@ impl ClientRequest {
                 UpBody::new(multipart::replace_field(&self.body, boundary, parts, "model", model))
             }
         }
-    }
-
-    /// The headers an upstream may see, without credentials or hop-by-hop headers.
-    pub fn forward_headers(&self) -> HeaderMap {
-        headers::upstream_request_headers(&self.headers)
     }
 
     /// The JSON body, if it is one.
@@ -333,14 +334,12 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_or_made() {
-        let mut h = HeaderMap::new();
-        let made = request_id(&h);
+        let none = RawHeaders::default();
+        let made = request_id(&none);
         assert!(made.to_str().unwrap().starts_with("req_"));
-        assert_ne!(made, request_id(&h));
-        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
-        h.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_ne!(request_id(&h), "has space");
+        assert_ne!(made, request_id(&none));
+        assert_eq!(request_id(&RawHeaders::from_pairs([("X-Request-Id", "abc-123")])), "abc-123");
+        assert_ne!(request_id(&RawHeaders::from_pairs([("x-request-id", "has space")])), "has space");
     }
 
     /// A reading's fields as (key text, value text), or None if it refused the body.

@@ -3,10 +3,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
-use crate::client::codec::{self, tokens, Connection, Framing, RawHeaders};
+use crate::client::codec::{self, tokens, Connection, Framing};
+use crate::raw_headers::RawHeaders;
 
 /// A request head larger than this is refused (431).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -16,7 +17,11 @@ const MAX_HEADERS: usize = 128;
 /// A parsed request head.
 #[derive(Debug)]
 pub struct RequestHead {
-    pub parts: http::request::Parts,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    /// Every header line as it arrived, framing and connection headers included.
+    pub headers: RawHeaders,
     /// How its body is framed: `Length` or `Chunked`, never `Eof`.
     pub framing: Framing,
     /// The client allows another request on this connection after this one.
@@ -76,46 +81,39 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     let version = if req.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| HeadError::Invalid("invalid request method".into()))?;
-    // Where the target and each header sit in the head, so they can share its bytes.
+    // Where the target and each header sit in the head, so they can share its bytes; the
+    // framing and connection headers are read on the way.
     let base = buf.as_ptr() as usize;
-    let path = req.path.unwrap_or_default();
-    let target = (path.as_ptr() as usize - base, path.len());
-    let spans: Vec<(usize, usize, usize, usize)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len()))
-        .collect();
-    let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
-        .map_err(|e| HeadError::Invalid(format!("invalid request target: {e}")))?;
-
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let path = req.path.unwrap_or_default().as_bytes();
+    let target = at(path) as usize..at(path) as usize + path.len();
+    let mut lines = Vec::with_capacity(req.headers.len());
     let mut conn = Connection::default();
     // The transfer codings of every Transfer-Encoding header, in order: (how many, the last is chunked).
     let mut codings: Option<(usize, bool)> = None;
     let mut expect_continue = false;
     // Read in the loop rather than looked up after; an error counts only if the length is used.
     let (mut has_length, mut length) = (false, Ok(None));
-    for (n, nl, v, vl) in spans {
-        let name =
-            HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| HeadError::Invalid("invalid header name".into()))?;
-        let raw = &head[v..v + vl];
-        if name == CONTENT_LENGTH {
+    for h in req.headers.iter() {
+        let (name, raw) = (h.name.as_bytes(), h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
             has_length = true;
             length = length.and_then(|l| codec::add_content_length(l, raw));
-        } else if name == CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             conn.read(raw);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let (count, last) = codings.unwrap_or_default();
             let chunked = tokens(raw).next_back().map_or(last, |t| t.eq_ignore_ascii_case(b"chunked"));
             codings = Some((count + tokens(raw).count(), chunked));
-        } else if name == EXPECT {
+        } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
-            .map_err(|_| HeadError::Invalid(format!("invalid value for header {name}")))?;
-        headers.append(name, value);
+        let (n, v) = (at(name), at(raw));
+        lines.push((n, n + name.len() as u32, v, v + raw.len() as u32));
     }
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target))
+        .map_err(|e| HeadError::Invalid(format!("invalid request target: {e}")))?;
     let framing = match codings {
         // A request whose length cannot be known is refused (RFC 9112 section 6.3), and so is
         // one with both framings, the shape of request smuggling.
@@ -131,13 +129,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         None => Framing::Length(length.map_err(HeadError::Invalid)?.unwrap_or(0)),
     };
     let keep_alive = if version == Version::HTTP_11 { !conn.close } else { conn.keep_alive && !conn.close };
-    let mut parts = Request::new(()).into_parts().0;
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = version;
-    parts.headers = headers;
     Ok(Some(RequestHead {
-        parts,
+        method,
+        uri,
+        version,
+        headers: RawHeaders::new(head, lines),
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
@@ -217,7 +213,7 @@ pub fn encode_response_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Lines without framing or hop-by-hop headers (`RawHeaders` never holds those).
+    // End-to-end lines only (the upstream client's `Head::headers` holds no others).
     for (name, value) in passed_on.iter().flat_map(|raw| raw.iter()) {
         if headers.keys().any(|set| set.as_str().as_bytes().eq_ignore_ascii_case(name)) {
             continue;
@@ -276,6 +272,7 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::client::codec::decimal;
+    use http::HeaderValue;
 
     fn parse(raw: &str) -> Result<Option<RequestHead>, HeadError> {
         parse_request(&mut BytesMut::from(raw))
@@ -287,11 +284,12 @@ mod tests {
             "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Two: 1\r\nX-Two: 2\r\n\r\nhello",
         );
         let head = parse_request(&mut buf).unwrap().unwrap();
-        assert_eq!(head.parts.method, Method::POST);
-        assert_eq!(head.parts.uri.path(), "/v1/chat/completions");
-        assert_eq!(head.parts.uri.query(), Some("x=1"));
-        assert_eq!(head.parts.version, Version::HTTP_11);
-        assert_eq!(head.parts.headers.get_all("x-two").iter().count(), 2);
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.uri.path(), "/v1/chat/completions");
+        assert_eq!(head.uri.query(), Some("x=1"));
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"x-two")).count(), 2);
+        assert_eq!(head.headers.get("content-length"), Some(&b"5"[..]), "every line is kept");
         assert_eq!(head.framing, Framing::Length(5));
         assert!(head.keep_alive);
         assert!(!head.expect_continue);
@@ -302,7 +300,7 @@ mod tests {
     fn partial_heads_wait_for_more_and_leading_blank_lines_are_skipped() {
         assert!(parse("POST / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
         let head = parse("\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        assert_eq!(head.parts.uri.path(), "/healthz");
+        assert_eq!(head.uri.path(), "/healthz");
         assert_eq!(head.framing, Framing::Length(0));
     }
 

@@ -9,17 +9,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, BodyFraming, RequestHead};
-use super::{BodyError, ReqBody};
-use crate::client::codec::{Decoder, Framing, RawHeaders, Step};
+use super::{BodyError, Request};
+use crate::client::codec::{Decoder, Framing, Step};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::RespBody;
+use crate::raw_headers::RawHeaders;
 
 /// How much room a read of a head or body gets (the buffer grows for larger bodies).
 const READ_CHUNK: usize = 8 * 1024;
@@ -71,7 +72,7 @@ pub struct Settings<F, L> {
 /// Serves requests on `io` until the client closes, a request asks to close, an error, or `stop`.
 pub async fn run<F, Fut, L>(mut io: TcpStream, settings: &Settings<F, L>)
 where
-    F: Fn(Request<ReqBody>) -> Fut,
+    F: Fn(Request) -> Fut,
     Fut: Future<Output = Response<RespBody>>,
     L: Fn() -> u64,
 {
@@ -112,9 +113,7 @@ where
                 Ok(_) => {}
             }
         };
-        let RequestHead { parts, framing, keep_alive, expect_continue } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
+        let RequestHead { method, uri, version, headers, framing, keep_alive, expect_continue } = head;
         let limit = (settings.body_limit)();
 
         // The body, read whole before the handler runs.
@@ -138,7 +137,8 @@ where
 
         // The handler, dropped (cancelling its work) if the client closes meanwhile. Bytes of
         // a next request that arrive meanwhile wait in `buf`.
-        let mut handling = pin!((settings.handler)(Request::from_parts(parts, body)));
+        let req = Request { method: method.clone(), uri, version, headers, body };
+        let mut handling = pin!((settings.handler)(req));
         buf.reserve(WATCH_CHUNK);
         let resp = loop {
             tokio::select! {

@@ -10,12 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Response, Uri, Version};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::RespBody;
+use crate::raw_headers::RawHeaders;
+
+/// A request as handlers get it: its head as it arrived, header lines unparsed (no header map
+/// is built for the few a handler reads), and its body, read whole.
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: RawHeaders,
+    pub body: ReqBody,
+}
 
 /// A request body as the handler gets it: read whole by the server first.
 pub type ReqBody = Result<Bytes, BodyError>;
@@ -40,7 +51,7 @@ pub async fn serve<F, Fut, L>(
     stop: CancellationToken,
     drain: Duration,
 ) where
-    F: Fn(Request<ReqBody>) -> Fut + Send + Sync + 'static,
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<RespBody>> + Send + 'static,
     L: Fn() -> u64 + Send + Sync + 'static,
 {
@@ -115,14 +126,14 @@ mod tests {
         let stop = CancellationToken::new();
         let dropped = Arc::new(AtomicUsize::new(0));
         let d = dropped.clone();
-        let handler = move |req: Request<ReqBody>| {
+        let handler = move |req: Request| {
             let d = d.clone();
             async move {
                 let stream = |frames: futures_util::stream::BoxStream<'static, _>| {
                     Response::new(http_body_util::StreamBody::new(frames).boxed_unsync())
                 };
                 use futures_util::StreamExt;
-                match req.uri().path() {
+                match req.uri.path() {
                     "/slow" => {
                         let _count = Count(d);
                         std::future::pending::<()>().await;
@@ -138,7 +149,7 @@ mod tests {
                     ),
                     "/badlen" | "/nocontent" => {
                         let mut r = Response::new(full(Bytes::from_static(b"xyz")));
-                        let (len, status) = if req.uri().path() == "/badlen" {
+                        let (len, status) = if req.uri.path() == "/badlen" {
                             ("abc", StatusCode::OK)
                         } else {
                             ("5", StatusCode::NO_CONTENT)
@@ -163,7 +174,7 @@ mod tests {
                         stream(futures_util::stream::iter([frame("first")]).chain(rest).boxed())
                     }
                     _ => {
-                        let (status, body) = match req.into_body() {
+                        let (status, body) = match req.body {
                             Ok(b) => (StatusCode::OK, b),
                             Err(e @ BodyError::TooLarge { .. }) => {
                                 (StatusCode::PAYLOAD_TOO_LARGE, e.to_string().into())

@@ -55,7 +55,7 @@ pub async fn call(
             up.wire.set_headers(h);
         }
         let req = req.body(body).map_err(|e| e.to_string())?;
-        let resp = up.send(req, true).await.map_err(|e| match e {
+        let resp = up.send(req, None, true).await.map_err(|e| match e {
             ClientError::Connect(e) | ClientError::Request(e) => e,
         })?;
         let status = resp.status;

@@ -229,11 +229,7 @@ pub fn start(
         let eval = evals
             .entry(name.to_string())
             .or_insert_with(|| RouteEval::new(&route.leader, route.route.policy.min_samples));
-        eval.segmenter.key(
-            &ev.segment_by,
-            |h| req.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string),
-            ev.max_segments,
-        )
+        eval.segmenter.key(&ev.segment_by, |h| req.headers.get_str(h).map(str::to_string), ev.max_segments)
     };
     let (tx, rx) = oneshot::channel();
     let job = job::Job {

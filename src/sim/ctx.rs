@@ -4,13 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::HeaderMap;
 use serde_json::Value;
 
 use super::config::Behavior;
 use super::multipart::{self, Part};
 use super::state::ServerState;
+use crate::raw_headers::RawHeaders;
 use crate::rng::{jittered, Rng};
 
 /// The request body, parsed once up front because the request log needs the model field anyway.
@@ -23,8 +22,8 @@ pub(crate) enum Payload {
 }
 
 impl Payload {
-    pub(crate) fn parse(headers: &HeaderMap, body: &Bytes) -> Payload {
-        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    pub(crate) fn parse(headers: &RawHeaders, body: &Bytes) -> Payload {
+        let content_type = headers.get_str("content-type").unwrap_or("");
         if let Some(boundary) = multipart::boundary(content_type) {
             return match multipart::parse(body, &boundary) {
                 Ok(parts) => Payload::Multipart(parts),

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -18,8 +17,9 @@ use super::ctx::{Ctx, Payload};
 use super::embed;
 use super::images;
 use super::state::{Received, ServerState};
+use crate::raw_headers::RawHeaders;
 use crate::rng::jittered;
-use crate::server::{BodyError, ReqBody, Timeouts};
+use crate::server::{BodyError, Request, Timeouts};
 
 /// Request bodies above this are refused with 413, as the real API does for oversized uploads.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -28,7 +28,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// requests deliberately hung by the `hang` behaviour) are closed.
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let token = CancellationToken::new();
-    let handler = move |req: Request<ReqBody>| {
+    let handler = move |req: Request| {
         let state = Arc::clone(&state);
         async move { handle(state, req).await.map(|b| b.map_err(|e| match e {}).boxed_unsync()) }
     };
@@ -87,29 +87,22 @@ fn not_found(method: &Method, path: &str) -> Resp {
     error(StatusCode::NOT_FOUND, format!("Invalid URL ({method} {path})"), None)
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+fn declared_length(headers: &RawHeaders) -> Option<usize> {
+    headers.get_str("content-length")?.trim().parse::<u64>().ok().map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-async fn handle(state: Arc<ServerState>, req: Request<ReqBody>) -> Resp {
-    let path = req.uri().path().to_string();
+async fn handle(state: Arc<ServerState>, req: Request) -> Resp {
+    let path = req.uri.path().to_string();
     if path == "/sim" || path.starts_with("/sim/") {
-        return control(&state, req.method(), &path);
+        return control(&state, &req.method, &path);
     }
-    let (parts, body) = req.into_parts();
-    let method = parts.method.as_str();
+    let Request { method: verb, headers, body, .. } = req;
+    let method = verb.as_str();
     let (payload, body_len) = match body {
-        Ok(bytes) => (Payload::parse(&parts.headers, &bytes), bytes.len()),
+        Ok(bytes) => (Payload::parse(&headers, &bytes), bytes.len()),
         Err(BodyError::TooLarge { .. }) => {
-            let n = declared_length(&parts.headers).unwrap_or(MAX_BODY + 1);
-            state.record(Received { method, path: &path, headers: &parts.headers, model: None, body_len: n });
+            let n = declared_length(&headers).unwrap_or(MAX_BODY + 1);
+            state.record(Received { method, path: &path, headers: &headers, model: None, body_len: n });
             let msg = format!("Request body exceeds the maximum of {MAX_BODY} bytes.");
             return error(StatusCode::PAYLOAD_TOO_LARGE, msg, None);
         }
@@ -117,9 +110,9 @@ async fn handle(state: Arc<ServerState>, req: Request<ReqBody>) -> Resp {
             return error(StatusCode::BAD_REQUEST, format!("Could not read request body: {e}"), None);
         }
     };
-    state.record(Received { method, path: &path, headers: &parts.headers, model: payload.model(), body_len });
-    let Some(route) = route(&parts.method, &path) else {
-        return not_found(&parts.method, &path);
+    state.record(Received { method, path: &path, headers: &headers, model: payload.model(), body_len });
+    let Some(route) = route(&verb, &path) else {
+        return not_found(&verb, &path);
     };
 
     let behavior = state.behavior_now();

@@ -37,7 +37,7 @@ struct RequestLog {
 pub(crate) struct Received<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
-    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) headers: &'a crate::raw_headers::RawHeaders,
     pub(crate) model: Option<String>,
     pub(crate) body_len: usize,
 }
@@ -82,16 +82,17 @@ impl ServerState {
 
     pub(crate) fn record(&self, r: Received<'_>) {
         let mut headers = Map::new();
-        for (name, value) in r.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        for (name, value) in r.headers.iter() {
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            let value = String::from_utf8_lossy(value).into_owned();
             // Repeated headers are joined the way HTTP allows them to be combined.
-            match headers.get_mut(name.as_str()) {
+            match headers.get_mut(&name) {
                 Some(Value::String(existing)) => {
                     existing.push_str(", ");
                     existing.push_str(&value);
                 }
                 _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
+                    headers.insert(name, Value::String(value));
                 }
             }
         }
