@@ -60,7 +60,12 @@ async fn every_modality_reaches_its_leader_rewritten_with_its_own_key() {
     let router = router(&with_urls(ROUTES, &sims), None).await;
     let c = client();
     let base = format!("http://{}/v1", router.addr);
-    let client_key = [("authorization", "Bearer sk-client-secret"), ("x-api-key", "client-x"), ("cookie", "session=1")];
+    let client_key = [
+        ("authorization", "Bearer sk-client-secret"),
+        ("x-api-key", "client-x"),
+        ("cookie", "session=1"),
+        ("X-Client-Trace", "t-1"),
+    ];
 
     // text, and text for the premium tenant
     let r = post_json(&c, &format!("{base}/chat/completions"), &chat("What is 2 + 2?"), &client_key).await;
@@ -137,6 +142,8 @@ async fn every_modality_reaches_its_leader_rewritten_with_its_own_key() {
             }
             assert!(!req.to_string().contains("sk-client-secret"), "{sim} saw the client's key");
             assert!(headers.get("x-request-id").is_some());
+            // The client's own end-to-end headers cross as they were sent.
+            assert_eq!(headers.get("x-client-trace").and_then(|v| v.as_str()), Some("t-1"), "{sim}: {req}");
         }
     }
     router.shutdown().await;
