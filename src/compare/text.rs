@@ -1,7 +1,5 @@
 //! Tokenization shared by the token metrics, and the token-F1 and ROUGE-L comparators.
 
-use std::collections::HashMap;
-
 use unicode_normalization::UnicodeNormalization;
 
 /// Above this many LCS cells (tokens²) ROUGE-L only looks at a prefix, bounding its time.
@@ -24,7 +22,12 @@ pub fn tokens(s: &str) -> Vec<String> {
 /// `tokens` for ASCII text, which NFKC leaves unchanged and whose letters and digits are
 /// exactly its alphanumeric characters: the same tokens without the Unicode passes.
 fn ascii_tokens(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_ascii_lowercase).collect()
+    ascii_words(s).into_iter().map(str::to_ascii_lowercase).collect()
+}
+
+/// The words of ASCII text as they are written: its tokens before lower-casing.
+fn ascii_words(s: &str) -> Vec<&str> {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect()
 }
 
 fn unicode_tokens(s: &str) -> Vec<String> {
@@ -67,31 +70,36 @@ fn is_unspaced_script(ch: char) -> bool {
 
 /// SQuAD-style bag-of-tokens F1 (multiplicities count); both empty = 1, one empty = 0.
 pub fn token_f1(a: &str, b: &str) -> f64 {
-    let (ta, tb) = (tokens(a), tokens(b));
-    if ta.is_empty() && tb.is_empty() {
-        return 1.0;
+    // ASCII text needs no owned tokens: its words compare as their lower case would.
+    if a.is_ascii() && b.is_ascii() {
+        let (mut ta, mut tb) = (ascii_words(a), ascii_words(b));
+        return f1(&mut ta, &mut tb, |x, y| {
+            x.bytes().map(|c| c.to_ascii_lowercase()).cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+        });
     }
-    let common = bag_overlap(&ta, &tb);
-    // P = common/|b|, R = common/|a|, so 2PR/(P+R) reduces to this, and stays 0 when either is empty.
-    2.0 * common as f64 / (ta.len() + tb.len()) as f64
+    let (mut ta, mut tb) = (tokens(a), tokens(b));
+    f1(&mut ta, &mut tb, String::cmp)
 }
 
-/// Size of the multiset intersection.
-fn bag_overlap(a: &[String], b: &[String]) -> usize {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for t in a {
-        *counts.entry(t.as_str()).or_insert(0) += 1;
+/// F1 of two token bags under `order`: 2 * |multiset intersection| / (|a| + |b|), which is
+/// 2PR/(P+R) with P = common/|b| and R = common/|a|, and 0 when either is empty; both empty
+/// is 1. The intersection is counted by sorting both and walking them together (no hashing of
+/// model output, no allocation).
+fn f1<T>(a: &mut [T], b: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
     }
-    let mut common = 0;
-    for t in b {
-        if let Some(left) = counts.get_mut(t.as_str()) {
-            if *left > 0 {
-                *left -= 1;
-                common += 1;
-            }
+    a.sort_unstable_by(&order);
+    b.sort_unstable_by(&order);
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match order(&a[i], &b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => (common, i, j) = (common + 1, i + 1, j + 1),
         }
     }
-    common
+    2.0 * common as f64 / (a.len() + b.len()) as f64
 }
 
 /// ROUGE-L F-measure (beta = 1) over [`tokens`]: P = LCS/|b|, R = LCS/|a|; both empty = 1.
@@ -163,6 +171,28 @@ mod tests {
         assert_eq!(tokens("東・京"), ["東", "京"]);
         // Hangul uses spaces between words, so it stays word-level.
         assert_eq!(tokens("안녕 세계"), ["안녕", "세계"]);
+    }
+
+    /// The definition, counted with a map: the oracle for the sorted walk.
+    fn token_f1_by_counts(a: &str, b: &str) -> f64 {
+        let (ta, tb) = (tokens(a), tokens(b));
+        if ta.is_empty() && tb.is_empty() {
+            return 1.0;
+        }
+        let mut counts = std::collections::HashMap::new();
+        ta.iter().for_each(|t| *counts.entry(t).or_insert(0) += 1);
+        let common = tb.iter().filter(|t| counts.get_mut(t).is_some_and(|n| std::mem::replace(n, *n - 1) > 0)).count();
+        2.0 * common as f64 / (ta.len() + tb.len()) as f64
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn token_f1_counts_the_bag_intersection(
+            a in "([a-cA-C]{1,2}|[ ,.]|é|É|東){0,24}",
+            b in "([a-cA-C]{1,2}|[ ,.]|é|É|東){0,24}",
+        ) {
+            proptest::prop_assert!(close(token_f1(&a, &b), token_f1_by_counts(&a, &b)), "{a:?} {b:?}");
+        }
     }
 
     #[test]
