@@ -1,21 +1,19 @@
 //! The routing snapshot: everything a request reads, behind one ArcSwap that only control writes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-
-use crate::rng::NameMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
-
+use http::{HeaderName, HeaderValue, Uri};
 use prometheus::{Counter, Histogram, IntCounter};
 
-use crate::client::{Client, ClientError, Origin, UpstreamResponse};
+use crate::client::{Client, ClientError, Origin, Outgoing, UpstreamResponse};
 use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
 use crate::metrics::Metrics;
 use crate::proxy::modality::{Endpoint, Modality};
-use crate::proxy::UpBody;
 use crate::raw_headers::RawHeaders;
+use crate::rng::NameMap;
 
 /// A model with the client that reaches it.
 #[derive(Clone)]
@@ -28,31 +26,24 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Sends a prepared request (from [`Wire::uri`] and [`Wire::set_headers`]) to the model,
-    /// with the client's header lines `passed_on` after the request's own, on the client's
-    /// pool or, for shadow, noise and judge calls, the background pool.
-    pub async fn send(
-        &self,
-        req: Request<UpBody>,
-        passed_on: Option<&RawHeaders>,
-        background: bool,
-    ) -> Result<UpstreamResponse, ClientError> {
+    /// Sends a request (its target from [`Wire::target`], its headers from [`Wire::headers`])
+    /// to the model, on the client's pool or, for shadow, noise and judge calls, the background pool.
+    pub async fn send(&self, req: Outgoing<'_>, background: bool) -> Result<UpstreamResponse, ClientError> {
         let Some(origin) = &self.wire.origin else {
             return Err(ClientError::Connect(format!("bad upstream URL: {}", self.model.url)));
         };
         let client = if background { &self.shadow_client } else { &self.client };
-        client.request(origin, req, passed_on).await
+        client.request(origin, req).await
     }
 }
 
 /// What every request to a model repeats, built once per swap rather than per request: the
-/// URI of each endpoint, the Host header, the model's key as a header and its name for
+/// target of each endpoint, the Host header, the model's key as a header and its name for
 /// `x-shadowroute-model`.
 pub struct Wire {
     origin: Option<Origin>,
-    /// The path of the model's URL (`/v1`), which endpoint paths extend.
-    base_path: String,
-    uris: Vec<(Endpoint, Uri)>,
+    /// Each endpoint's path under the model's URL (`/v1/chat/completions`).
+    targets: Vec<(Endpoint, String)>,
     host: Option<HeaderValue>,
     authorization: Option<HeaderValue>,
     pub name: Option<HeaderValue>,
@@ -63,10 +54,7 @@ impl Wire {
         let base: Option<Uri> = model.url.parse().ok();
         let origin = base.as_ref().and_then(Origin::of);
         let base_path = base.as_ref().map(|b| b.path().trim_end_matches('/').to_string()).unwrap_or_default();
-        let uris = Endpoint::ALL
-            .iter()
-            .filter_map(|e| Some((*e, format!("{base_path}{}", e.path()).parse::<Uri>().ok()?)))
-            .collect::<Vec<_>>();
+        let targets = Endpoint::ALL.iter().map(|e| (*e, format!("{base_path}{}", e.path()))).collect();
         let host = base.as_ref().and_then(|u| {
             let host = u.host()?;
             let default = if u.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };
@@ -81,30 +69,26 @@ impl Wire {
             v.set_sensitive(true);
             Some(v)
         });
-        Wire { origin, base_path, uris, host, authorization, name: HeaderValue::from_str(&model.name).ok() }
+        Wire { origin, targets, host, authorization, name: HeaderValue::from_str(&model.name).ok() }
     }
 
-    /// The request target (origin-form) of `endpoint`, with the client's query string if any.
-    pub fn uri(&self, endpoint: Endpoint, query: Option<&str>) -> Result<Uri, String> {
-        match (query, self.uris.iter().find(|(e, _)| *e == endpoint)) {
-            (None, Some((_, uri))) => Ok(uri.clone()),
-            _ => {
-                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-                format!("{}{}{q}", self.base_path, endpoint.path())
-                    .parse()
-                    .map_err(|e| format!("bad upstream URL: {e}"))
-            }
+    /// The request target (origin-form) of `endpoint`, with the client's query string if any
+    /// (both already valid: the model's URL parsed, the query came in a parsed URI).
+    pub fn target(&self, endpoint: Endpoint, query: Option<&str>) -> Cow<'_, str> {
+        let path = self.targets.iter().find(|(e, _)| *e == endpoint).map_or("", |(_, p)| p.as_str());
+        match query {
+            None => Cow::Borrowed(path),
+            Some(q) => Cow::Owned(format!("{path}?{q}")),
         }
     }
 
-    /// Sets the Host header and the model's own key.
-    pub fn set_headers(&self, headers: &mut HeaderMap) {
-        if let Some(host) = &self.host {
-            headers.insert(http::header::HOST, host.clone());
-        }
-        if let Some(auth) = &self.authorization {
-            headers.insert(http::header::AUTHORIZATION, auth.clone());
-        }
+    /// The request's own header lines: `first`, then the Host header and the model's own key.
+    pub fn headers<'a>(&'a self, first: &[(&'static str, &'a [u8])]) -> Vec<(&'static str, &'a [u8])> {
+        let mut out = Vec::with_capacity(first.len() + 2);
+        out.extend_from_slice(first);
+        out.extend(self.host.iter().map(|h| ("host", h.as_bytes())));
+        out.extend(self.authorization.iter().map(|a| ("authorization", a.as_bytes())));
+        out
     }
 }
 

@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode};
 
 use crate::proxy::headers::is_hop_by_hop;
@@ -16,34 +16,26 @@ const MAX_HEADERS: usize = 128;
 /// A chunk-size or trailer line longer than this is refused.
 const MAX_LINE: usize = 4096;
 
-/// Appends `METHOD target HTTP/1.1`, the headers (without framing or connection headers,
-/// which the router decides), the end-to-end lines `passed_on` that `headers` does not name,
-/// and `content-length: len` to `out`.
+/// Appends `METHOD target HTTP/1.1`, the router's own `headers` (lower-case names; framing and
+/// connection headers are the client's to write), the end-to-end lines `passed_on` that
+/// `headers` does not name, and `content-length: len` to `out`.
 pub fn encode_head(
-    method: &http::Method,
+    method: &str,
     target: &str,
-    headers: &HeaderMap,
+    headers: &[(&str, &[u8])],
     passed_on: Option<&RawHeaders>,
     len: usize,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in passed_on.iter().flat_map(|raw| raw.iter()) {
-        if headers.keys().any(|set| set.as_str().as_bytes().eq_ignore_ascii_case(name)) {
-            continue;
-        }
+    let own =
+        headers.iter().filter(|(name, _)| !matches!(*name, "content-length" | "transfer-encoding" | "connection"));
+    let passed = passed_on.iter().flat_map(|raw| raw.iter());
+    let kept = passed.filter(|(name, _)| !headers.iter().any(|(set, _)| set.as_bytes().eq_ignore_ascii_case(name)));
+    for (name, value) in own.map(|(n, v)| (n.as_bytes(), *v)).chain(kept) {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
@@ -333,7 +325,6 @@ fn take_line(buf: &mut BytesMut, strict: bool) -> Result<Option<Bytes>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn head(text: &str) -> Result<Option<Head>, String> {
         parse_head(&mut BytesMut::from(text))
@@ -341,13 +332,10 @@ mod tests {
 
     #[test]
     fn request_head_has_the_routers_framing_only() {
-        let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("up:8080"));
-        h.insert("content-length", HeaderValue::from_static("999"));
-        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        h.insert("x-a", HeaderValue::from_static("b"));
+        let h: [(&str, &[u8]); 4] =
+            [("host", b"up:8080"), ("content-length", b"999"), ("transfer-encoding", b"chunked"), ("x-a", b"b")];
         let mut out = Vec::new();
-        encode_head(&http::Method::POST, "/v1/chat/completions?x=1", &h, None, 12, &mut out);
+        encode_head("POST", "/v1/chat/completions?x=1", &h, None, 12, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: b\r\ncontent-length: 12\r\n\r\n"
@@ -356,11 +344,10 @@ mod tests {
 
     #[test]
     fn passed_on_lines_follow_the_requests_own_headers_which_win() {
-        let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("up"));
+        let h: [(&str, &[u8]); 1] = [("host", b"up")];
         let client = RawHeaders::from_pairs([("Host", "router"), ("Content-Type", "application/json"), ("X-B", "b")]);
         let mut out = Vec::new();
-        encode_head(&http::Method::POST, "/", &h, Some(&client), 2, &mut out);
+        encode_head("POST", "/", &h, Some(&client), 2, &mut out);
         let want =
             "POST / HTTP/1.1\r\nhost: up\r\nContent-Type: application/json\r\nX-B: b\r\ncontent-length: 2\r\n\r\n";
         assert_eq!(String::from_utf8(out).unwrap(), want);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{Finished, Observed, Outcome};
@@ -14,7 +14,7 @@ use super::modality::Modality;
 use super::request::ClientRequest;
 use super::{Failure, RespBody};
 use crate::app::SharedApp;
-use crate::client::{ClientError, UpstreamResponse};
+use crate::client::{ClientError, Outgoing, UpstreamResponse};
 use crate::evaluate::Timing;
 use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
@@ -52,17 +52,18 @@ pub(super) async fn forward(
     for (i, name) in targets.iter().enumerate() {
         let next = targets.get(i + 1).copied();
         let Some(up) = snap.upstream(name) else { continue };
-        let upstream_req = match build_request(up, &req, request_id) {
-            Ok(r) => r,
-            Err(e) => return Err(fail(e, name)),
-        };
+        // The model's URL and key, the rewritten body, the request id, then the client's
+        // forwarded header lines.
+        let target = up.wire.target(req.endpoint, req.query.as_deref());
+        let headers = up.wire.headers(&[("x-request-id", request_id.as_bytes())]);
+        let body = req.body_for(&up.model.model);
+        let upstream_req =
+            Outgoing { method: "POST", target: &target, headers: &headers, passed_on: Some(&req.forwarded), body };
         let sent_at = Instant::now();
         if i == 0 {
             router_time += sent_at - started;
         }
-        let attempt =
-            tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, Some(&req.forwarded), false))
-                .await;
+        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, false)).await;
         let headers_at = Instant::now();
         let error = match attempt {
             Ok(Ok(resp)) => {
@@ -115,26 +116,6 @@ pub(super) async fn forward(
         AttemptError::Timeout(t) => ProxyError::UpstreamTimeout { model: model.clone(), seconds: t.as_secs_f64() },
     };
     Err(fail(error, &model))
-}
-
-/// The upstream request: the model's URL, the rewritten body, the request id and the model's key
-/// (the client's forwarded header lines follow these when it is sent).
-fn build_request(
-    up: &Upstream,
-    req: &ClientRequest,
-    request_id: &HeaderValue,
-) -> Result<Request<super::UpBody>, ProxyError> {
-    let uri = up
-        .wire
-        .uri(req.endpoint, req.query.as_deref())
-        .map_err(|reason| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason })?;
-    let mut builder = Request::post(uri).header(X_REQUEST_ID, request_id.clone());
-    if let Some(h) = builder.headers_mut() {
-        up.wire.set_headers(h);
-    }
-    builder
-        .body(req.body_for(&up.model.model))
-        .map_err(|e| ProxyError::UpstreamUnavailable { model: up.model.name.clone(), reason: e.to_string() })
 }
 
 /// When things happened to one client request.

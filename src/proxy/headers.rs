@@ -9,7 +9,6 @@ use crate::raw_headers::RawHeaders;
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_SHADOWROUTE_MODEL: HeaderName = HeaderName::from_static("x-shadowroute-model");
 pub const X_SHADOWROUTE_MODALITY: HeaderName = HeaderName::from_static("x-shadowroute-modality");
-pub const X_SHADOWROUTE_SHADOW: HeaderName = HeaderName::from_static("x-shadowroute-shadow");
 
 /// `name` in lower case, if it is short enough to be one of the names matched below (the
 /// longest is 19 bytes).

@@ -2,13 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderValue, Request};
+use http::HeaderValue;
 use http_body_util::BodyExt;
 
-use crate::client::ClientError;
+use crate::client::{ClientError, Outgoing};
 use crate::evaluate::Timing;
 use crate::proxy::capture::{Capture, Captured, Format};
-use crate::proxy::headers::{X_REQUEST_ID, X_SHADOWROUTE_SHADOW};
 use crate::proxy::modality::Endpoint;
 use crate::proxy::UpBody;
 use crate::state::Upstream;
@@ -47,15 +46,14 @@ pub async fn call(
     let mut first_byte = None;
     let mut capture: Option<Capture> = None;
     let work = async {
-        let mut req = Request::post(up.wire.uri(endpoint, query)?)
-            .header(header::CONTENT_TYPE, content_type)
-            .header(X_SHADOWROUTE_SHADOW, "1")
-            .header(X_REQUEST_ID, request_id.clone());
-        if let Some(h) = req.headers_mut() {
-            up.wire.set_headers(h);
-        }
-        let req = req.body(body).map_err(|e| e.to_string())?;
-        let resp = up.send(req, None, true).await.map_err(|e| match e {
+        let target = up.wire.target(endpoint, query);
+        let headers = up.wire.headers(&[
+            ("content-type", content_type.as_bytes()),
+            ("x-shadowroute-shadow", b"1"),
+            ("x-request-id", request_id.as_bytes()),
+        ]);
+        let req = Outgoing { method: "POST", target: &target, headers: &headers, passed_on: None, body };
+        let resp = up.send(req, true).await.map_err(|e| match e {
             ClientError::Connect(e) | ClientError::Request(e) => e,
         })?;
         let status = resp.status;
