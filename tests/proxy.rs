@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use http::Method;
 use http_body_util::BodyExt;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const SIMS: &str = r#"
 servers:
@@ -170,6 +170,13 @@ async fn models_list_and_request_id_kept() {
     assert_eq!(r.headers["x-request-id"], "my-trace-42");
     let seen = sim_requests(&c, &sims, "text-a").await;
     assert_eq!(seen.last().unwrap()["headers"]["x-request-id"], "my-trace-42");
+    assert_eq!(seen.last().unwrap()["query"], Value::Null);
+    // A query string (Azure's api-version, say) reaches the upstream as the client sent it.
+    let url = format!("http://{}/v1/chat/completions?api-version=2024-06-01&x=a%20b", router.addr);
+    assert_eq!(post_json(&c, &url, &chat("hi"), &[]).await.status, 200);
+    let seen = sim_requests(&c, &sims, "text-a").await;
+    assert_eq!(seen.last().unwrap()["path"], "/v1/chat/completions");
+    assert_eq!(seen.last().unwrap()["query"], "api-version=2024-06-01&x=a%20b");
     router.shutdown().await;
 }
 

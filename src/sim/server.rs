@@ -96,13 +96,21 @@ async fn handle(state: Arc<ServerState>, req: Request) -> Resp {
     if path == "/sim" || path.starts_with("/sim/") {
         return control(&state, &req.method, &path);
     }
+    let query = req.uri.query().map(str::to_string);
     let Request { method: verb, headers, body, .. } = req;
     let method = verb.as_str();
     let (payload, body_len) = match body {
         Ok(bytes) => (Payload::parse(&headers, &bytes), bytes.len()),
         Err(BodyError::TooLarge { .. }) => {
             let n = declared_length(&headers).unwrap_or(MAX_BODY + 1);
-            state.record(Received { method, path: &path, headers: &headers, model: None, body_len: n });
+            state.record(Received {
+                method,
+                path: &path,
+                query: query.as_deref(),
+                headers: &headers,
+                model: None,
+                body_len: n,
+            });
             let msg = format!("Request body exceeds the maximum of {MAX_BODY} bytes.");
             return error(StatusCode::PAYLOAD_TOO_LARGE, msg, None);
         }
@@ -110,7 +118,14 @@ async fn handle(state: Arc<ServerState>, req: Request) -> Resp {
             return error(StatusCode::BAD_REQUEST, format!("Could not read request body: {e}"), None);
         }
     };
-    state.record(Received { method, path: &path, headers: &headers, model: payload.model(), body_len });
+    state.record(Received {
+        method,
+        path: &path,
+        query: query.as_deref(),
+        headers: &headers,
+        model: payload.model(),
+        body_len,
+    });
     let Some(route) = route(&verb, &path) else {
         return not_found(&verb, &path);
     };

@@ -37,6 +37,7 @@ struct RequestLog {
 pub(crate) struct Received<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
     pub(crate) headers: &'a crate::raw_headers::RawHeaders,
     pub(crate) model: Option<String>,
     pub(crate) body_len: usize,
@@ -99,6 +100,7 @@ impl ServerState {
         let entry = json!({
             "method": r.method,
             "path": r.path,
+            "query": r.query,
             "headers": headers,
             "model": r.model,
             "body_len": r.body_len,
