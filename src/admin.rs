@@ -13,10 +13,10 @@ use crate::control::{Command, Operator};
 use crate::proxy::error::{error_body, json_response};
 use crate::proxy::{full, RespBody};
 use crate::raw_headers::RawHeaders;
-use crate::server::Request;
+use crate::server::{Reply, Request};
 
 /// Serves one admin request.
-pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
+pub async fn handle(app: SharedApp, req: Request) -> Reply {
     let path = req.uri.path().trim_end_matches('/').to_string();
     let resp = match (req.method.clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -45,7 +45,7 @@ pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
         }
         _ => error(StatusCode::NOT_FOUND, &format!("unknown admin path {path}"), "unknown_url"),
     };
-    resp
+    resp.into()
 }
 
 /// The answer to a request body the server could not read.

@@ -3,19 +3,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{Finished, Observed, Outcome};
 use super::capture::{Capture, Format};
 use super::error::ProxyError;
-use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODEL};
 use super::modality::Modality;
 use super::request::ClientRequest;
-use super::{Failure, RespBody};
+use super::Failure;
 use crate::app::SharedApp;
 use crate::client::{ClientError, Outgoing, UpstreamResponse};
 use crate::evaluate::Timing;
+use crate::server::Reply;
 use crate::shadow::{self, LeaderResult, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
 
@@ -38,7 +38,7 @@ pub(super) async fn forward(
     req: Arc<ClientRequest>,
     request_id: &HeaderValue,
     started: Instant,
-) -> Result<Response<RespBody>, Failure> {
+) -> Result<Reply, Failure> {
     let route_name = route.route.name.as_str();
     let modality = req.modality.as_str();
     let targets: Vec<&str> =
@@ -138,21 +138,18 @@ fn respond(
     t: Timings,
     tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
     series: Option<Arc<ModelSeries>>,
-) -> Response<RespBody> {
-    let UpstreamResponse { status, headers: passed_on, body } = resp;
-    let mut out = Response::new(());
-    *out.status_mut() = status;
-    let headers = out.headers_mut();
-    headers.insert(X_REQUEST_ID, request_id.clone());
+) -> Reply {
+    let UpstreamResponse { status: upstream_status, headers: passed_on, body } = resp;
+    // The router's own lines, then the upstream's as they arrived (see `server::Reply`).
+    let mut own = Vec::with_capacity(2);
+    own.push(("x-request-id", request_id.clone()));
     if let Some(v) = &up.wire.name {
-        headers.insert(X_SHADOWROUTE_MODEL, v.clone());
+        own.push(("x-shadowroute-model", v.clone()));
     }
     let format = Format::from_content_type(passed_on.get("content-type"));
-    // The upstream's own header lines go to the client as they arrived (see `server::respond`).
-    out.extensions_mut().insert(passed_on);
-    let success = status.is_success();
+    let success = upstream_status.is_success();
     let teeing = tee.is_some();
-    let status = status.as_u16();
+    let status = upstream_status.as_u16();
     let series = series.unwrap_or_else(|| Arc::new(ModelSeries::new(&app.metrics, route, &[modality], &up.model.name)));
     if let Ok(id) = request_id.to_str() {
         app.shadow.served(id, Served { route: series.route.clone(), model: series.model.clone() });
@@ -194,5 +191,5 @@ fn respond(
     let capture = if teeing { Capture::new(format, CAPTURE_CAP) } else { Capture::usage_only(format, CAPTURE_CAP) };
     let observed = Observed::new(body, up.model.timeouts.idle, total_deadline, capture, on_finish);
     app.metrics.overhead.observe((router_time + headers_at.elapsed()).as_secs_f64());
-    out.map(|()| observed.boxed_unsync())
+    Reply::Relayed { status: upstream_status, own, passed_on, body: observed.boxed_unsync() }
 }

@@ -24,7 +24,7 @@ use error::ProxyError;
 use headers::X_REQUEST_ID;
 
 use crate::app::SharedApp;
-use crate::server::Request;
+use crate::server::{Reply, Request};
 use crate::state::Snapshot;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ impl From<ProxyError> for Failure {
 }
 
 /// Serves one inference request.
-pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
+pub async fn handle(app: SharedApp, req: Request) -> Reply {
     let started = Instant::now();
     let request_id = request::request_id(&req.headers);
     let snap = app.snapshot();
@@ -62,7 +62,7 @@ pub async fn handle(app: SharedApp, req: Request) -> Response<RespBody> {
         let code = resp.status().as_u16().to_string();
         app.metrics.requests.with_label_values(&[&f.route, f.modality, &f.model, &code]).inc();
         app.metrics.overhead.observe(started.elapsed().as_secs_f64());
-        resp
+        resp.into()
     })
 }
 
@@ -72,7 +72,7 @@ async fn serve(
     req: Request,
     request_id: &HeaderValue,
     started: Instant,
-) -> Result<Response<RespBody>, Failure> {
+) -> Result<Reply, Failure> {
     if app.closing() {
         return Err(ProxyError::Draining.into());
     }
@@ -86,11 +86,11 @@ async fn serve(
     };
     if path == "/v1/models" || path == "/v1/models/" {
         only(Method::GET)?;
-        return Ok(models_list(snap, request_id));
+        return Ok(models_list(snap, request_id).into());
     }
     if path == "/v1/feedback" {
         only(Method::POST)?;
-        return feedback::handle(app, req.body, request_id).await.map_err(Failure::from);
+        return feedback::handle(app, req.body, request_id).await.map(Reply::from).map_err(Failure::from);
     }
     let Some(endpoint) = modality::Endpoint::from_path(path) else {
         return Err(ProxyError::NotFound { method: req.method.to_string(), path: path.into() }.into());

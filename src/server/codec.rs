@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::client::codec::{self, tokens, Connection, Framing};
@@ -179,16 +179,28 @@ pub fn response_framing(
     }
 }
 
-/// Appends the status line and headers of a response to `out`: the handler's end-to-end
-/// headers, then the header lines it passes on as they arrived (a proxied upstream's; one the
-/// handler also set is left out, the handler's wins), then the framing and connection headers
-/// the server decided, and `date` if missing.
+/// A handler's header map as lines, less the framing and connection headers (the server
+/// decides those).
+pub fn handler_lines(headers: &HeaderMap) -> Vec<(&[u8], &[u8])> {
+    headers
+        .iter()
+        .filter(|(n, _)| !(*n == CONNECTION || *n == TRANSFER_ENCODING || *n == CONTENT_LENGTH || *n == "keep-alive"))
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect()
+}
+
+/// Appends the status line and headers of a response to `out`: the handler's own lines
+/// (without framing or connection headers), then the end-to-end lines it passes on as they
+/// arrived (a proxied upstream's; one the handler also set is left out, the handler's wins),
+/// then the framing the server decided (`content-length` is the body's length, or for a
+/// bodiless answer the `declared` one), the connection header, and `date` if missing.
 #[allow(clippy::too_many_arguments)]
-pub fn encode_response_head(
+pub fn encode_response_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     status: StatusCode,
-    headers: &HeaderMap,
+    own: &[(N, V)],
     passed_on: Option<&RawHeaders>,
     framing: BodyFraming,
+    declared: Option<u64>,
     keep_alive: bool,
     http10: bool,
     date: &[u8],
@@ -199,39 +211,29 @@ pub fn encode_response_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let own = own.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+    let passed = passed_on.iter().flat_map(|raw| raw.iter());
+    let kept = passed.filter(|(name, _)| !own.clone().any(|(set, _)| set.eq_ignore_ascii_case(name)));
     let mut has_date = false;
-    for (name, value) in headers {
-        if name == CONNECTION || name == TRANSFER_ENCODING || name == "keep-alive" {
-            continue;
-        }
-        if name == CONTENT_LENGTH && !matches!(framing, BodyFraming::Length(_) | BodyFraming::None) {
-            continue;
-        }
-        has_date |= name == DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    // End-to-end lines only (the upstream client's `Head::headers` holds no others).
-    for (name, value) in passed_on.iter().flat_map(|raw| raw.iter()) {
-        if headers.keys().any(|set| set.as_str().as_bytes().eq_ignore_ascii_case(name)) {
-            continue;
-        }
+    for (name, value) in own.clone().chain(kept) {
         has_date |= name.eq_ignore_ascii_case(b"date");
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    match framing {
-        BodyFraming::Length(n) if !headers.contains_key(CONTENT_LENGTH) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        _ => {}
+    let length = match framing {
+        BodyFraming::Length(n) => Some(n),
+        BodyFraming::None => declared,
+        BodyFraming::Chunked | BodyFraming::Close => None,
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == BodyFraming::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
@@ -272,6 +274,7 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::client::codec::decimal;
+    use http::header::DATE;
     use http::HeaderValue;
 
     fn parse(raw: &str) -> Result<Option<RequestHead>, HeadError> {
@@ -382,29 +385,38 @@ mod tests {
         h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
         let mut out = Vec::new();
-        encode_response_head(StatusCode::OK, &h, None, BodyFraming::Length(12), true, false, b"D", &mut out);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let lines = handler_lines(&h);
+        encode_response_head(StatusCode::OK, &lines, None, BodyFraming::Length(12), None, true, false, b"D", &mut out);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 12\r\ndate: D\r\n\r\n");
         out.clear();
-        encode_response_head(StatusCode::NOT_FOUND, &h, None, BodyFraming::Chunked, false, false, b"D", &mut out);
+        let f = BodyFraming::Chunked;
+        encode_response_head(StatusCode::NOT_FOUND, &lines, None, f, None, false, false, b"D", &mut out);
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ntransfer-encoding: chunked\r\ndate: D\r\nconnection: close\r\n\r\n"
         );
         out.clear();
-        h.clear();
+        let mut h = HeaderMap::new();
         h.insert(DATE, HeaderValue::from_static("upstream"));
-        encode_response_head(StatusCode::OK, &h, None, BodyFraming::Length(0), true, true, b"D", &mut out);
+        let lines = handler_lines(&h);
+        encode_response_head(StatusCode::OK, &lines, None, BodyFraming::Length(0), None, true, true, b"D", &mut out);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\ndate: upstream\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+        // A bodiless answer (to HEAD, say) carries the length the handler declared.
+        out.clear();
+        let none = BodyFraming::None;
+        encode_response_head(StatusCode::OK, &lines, None, none, Some(7), true, false, b"D", &mut out);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\ndate: upstream\r\ncontent-length: 7\r\n\r\n");
     }
 
     #[test]
     fn passed_on_lines_follow_the_handlers_headers_which_win() {
         let upstream = "HTTP/1.1 200 OK\r\nX-Request-Id: up\r\nDate: D0\r\nX-B: b\r\nContent-Length: 2\r\n\r\n";
         let raw = codec::parse_head(&mut BytesMut::from(upstream)).unwrap().unwrap().headers;
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("ours"));
+        let own: [(&[u8], &[u8]); 1] = [(b"x-request-id", b"ours")];
         let mut out = Vec::new();
-        encode_response_head(StatusCode::OK, &h, Some(&raw), BodyFraming::Length(2), true, false, b"D", &mut out);
+        let f = BodyFraming::Length(2);
+        encode_response_head(StatusCode::OK, &own, Some(&raw), f, None, true, false, b"D", &mut out);
         let want = "HTTP/1.1 200 OK\r\nx-request-id: ours\r\nDate: D0\r\nX-B: b\r\ncontent-length: 2\r\n\r\n";
         assert_eq!(String::from_utf8(out).unwrap(), want);
     }

@@ -8,18 +8,16 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{Method, Response, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, BodyFraming, RequestHead};
-use super::{BodyError, Request};
+use super::{BodyError, Reply, Request};
 use crate::client::codec::{Decoder, Framing, Step};
 use crate::proxy::error::{error_body, json_response};
-use crate::proxy::RespBody;
 use crate::raw_headers::RawHeaders;
 
 /// How much room a read of a head or body gets (the buffer grows for larger bodies).
@@ -73,7 +71,7 @@ pub struct Settings<F, L> {
 pub async fn run<F, Fut, L>(mut io: TcpStream, settings: &Settings<F, L>)
 where
     F: Fn(Request) -> Fut,
-    Fut: Future<Output = Response<RespBody>>,
+    Fut: Future<Output = Reply>,
     L: Fn() -> u64,
 {
     let mut buf = BytesMut::new();
@@ -90,8 +88,16 @@ where
                 Err(e) => {
                     let resp =
                         json_response(e.status(), &error_body(e.message(), "invalid_request_error", "invalid_request"));
-                    let sent =
-                        respond(&mut io, &mut buf, &mut out, resp, &Method::GET, Version::HTTP_11, false, t.send_idle);
+                    let sent = respond(
+                        &mut io,
+                        &mut buf,
+                        &mut out,
+                        resp.into(),
+                        &Method::GET,
+                        Version::HTTP_11,
+                        false,
+                        t.send_idle,
+                    );
                     if sent.await != Sent::Gone {
                         linger(io).await;
                     }
@@ -150,7 +156,7 @@ where
                 },
             }
         };
-        reusable &= !settings.stop.is_cancelled() && !codec::wants_close(resp.headers());
+        reusable &= !settings.stop.is_cancelled() && !wants_close(&resp);
         match respond(&mut io, &mut buf, &mut out, resp, &method, version, reusable, t.send_idle).await {
             Sent::Whole if reusable => {}
             Sent::Whole | Sent::Short => return linger(io).await,
@@ -244,42 +250,43 @@ enum Sent {
     Gone,
 }
 
-/// Writes `resp`, watching the client for a close while the body waits for its next frame.
+/// Whether the handler asked for the connection to close after its response.
+fn wants_close(reply: &Reply) -> bool {
+    match reply {
+        Reply::Built(resp) => codec::wants_close(resp.headers()),
+        Reply::Relayed { .. } => false,
+    }
+}
+
+/// Writes `reply`, watching the client for a close while the body waits for its next frame.
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     io: &mut TcpStream,
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
-    resp: Response<RespBody>,
+    reply: Reply,
     method: &Method,
     version: Version,
     keep_alive: bool,
     idle: Duration,
 ) -> Sent {
-    let (mut parts, body) = resp.into_parts();
-    // An unreadable length is not sent on; 1xx and 204 responses carry none (RFC 9110 8.6).
-    let declared = match codec::content_length(&parts.headers) {
-        Ok(n) if !(parts.status.is_informational() || parts.status == StatusCode::NO_CONTENT) => n,
-        _ => {
-            parts.headers.remove(CONTENT_LENGTH);
-            None
+    out.clear();
+    let head = Head { method, version, keep_alive };
+    let (framing, body) = match reply {
+        Reply::Built(resp) => {
+            let (parts, body) = resp.into_parts();
+            // An unreadable length is not sent on; 1xx and 204 responses carry none (RFC 9110 8.6).
+            let declared = match codec::content_length(&parts.headers) {
+                Ok(n) if !(parts.status.is_informational() || parts.status == StatusCode::NO_CONTENT) => n,
+                _ => None,
+            };
+            let own = codec::handler_lines(&parts.headers);
+            (head.write(parts.status, &own, None, declared, body.size_hint().exact(), out), body)
+        }
+        Reply::Relayed { status, own, passed_on, body } => {
+            (head.write(status, &own, Some(&passed_on), None, body.size_hint().exact(), out), body)
         }
     };
-    let framing = codec::response_framing(method, version, parts.status, declared, body.size_hint().exact());
-    let keep_alive = keep_alive && framing != BodyFraming::Close;
-    out.clear();
-    DATE.with_borrow_mut(|d| {
-        codec::encode_response_head(
-            parts.status,
-            &parts.headers,
-            parts.extensions.get::<RawHeaders>(),
-            framing,
-            keep_alive,
-            version == Version::HTTP_10,
-            d.now(),
-            out,
-        )
-    });
     if framing == BodyFraming::None {
         return match write_parts(io, out, None, framing, idle).await {
             Ok(()) => Sent::Whole,
@@ -358,6 +365,34 @@ async fn respond(
                 _ => Sent::Whole,
             };
         }
+    }
+}
+
+/// What a response head depends on besides the response: the request and the connection.
+struct Head<'a> {
+    method: &'a Method,
+    version: Version,
+    keep_alive: bool,
+}
+
+impl Head<'_> {
+    /// Decides the framing and appends the head to `out`.
+    fn write<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        status: StatusCode,
+        own: &[(N, V)],
+        passed_on: Option<&RawHeaders>,
+        declared: Option<u64>,
+        exact: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> BodyFraming {
+        let framing = codec::response_framing(self.method, self.version, status, declared, exact);
+        let keep_alive = self.keep_alive && framing != BodyFraming::Close;
+        let http10 = self.version == Version::HTTP_10;
+        DATE.with_borrow_mut(|d| {
+            codec::encode_response_head(status, own, passed_on, framing, declared, keep_alive, http10, d.now(), out)
+        });
+        framing
     }
 }
 

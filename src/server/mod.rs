@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Response, Uri, Version};
+use http::{HeaderValue, Method, Response, StatusCode, Uri, Version};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,24 @@ pub struct Request {
     pub version: Version,
     pub headers: RawHeaders,
     pub body: ReqBody,
+}
+
+/// A response as a handler hands it to the server.
+pub enum Reply {
+    /// Built with the `http` types (admin, the simulator, the router's own answers): its header
+    /// map is written less the framing and connection headers, which the server decides (a
+    /// `connection: close` in it closes the connection after the response).
+    Built(Response<RespBody>),
+    /// Relayed from an upstream: the router's own header lines, then the upstream's end-to-end
+    /// lines as they arrived (a name in both is written once, the router's), and the body; no
+    /// header map is built for it.
+    Relayed { status: StatusCode, own: Vec<(&'static str, HeaderValue)>, passed_on: RawHeaders, body: RespBody },
+}
+
+impl From<Response<RespBody>> for Reply {
+    fn from(resp: Response<RespBody>) -> Reply {
+        Reply::Built(resp)
+    }
 }
 
 /// A request body as the handler gets it: read whole by the server first.
@@ -52,7 +70,7 @@ pub async fn serve<F, Fut, L>(
     drain: Duration,
 ) where
     F: Fn(Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<RespBody>> + Send + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
     L: Fn() -> u64 + Send + Sync + 'static,
 {
     let settings = Arc::new(conn::Settings { handler, body_limit, stop: stop.clone(), timeouts });
@@ -133,7 +151,7 @@ mod tests {
                     Response::new(http_body_util::StreamBody::new(frames).boxed_unsync())
                 };
                 use futures_util::StreamExt;
-                match req.uri.path() {
+                Reply::from(match req.uri.path() {
                     "/slow" => {
                         let _count = Count(d);
                         std::future::pending::<()>().await;
@@ -185,7 +203,7 @@ mod tests {
                         *r.status_mut() = status;
                         r
                     }
-                }
+                })
             }
         };
         let task =

@@ -19,7 +19,7 @@ use super::images;
 use super::state::{Received, ServerState};
 use crate::raw_headers::RawHeaders;
 use crate::rng::jittered;
-use crate::server::{BodyError, Request, Timeouts};
+use crate::server::{BodyError, Reply, Request, Timeouts};
 
 /// Request bodies above this are refused with 413, as the real API does for oversized uploads.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -30,7 +30,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, 
     let token = CancellationToken::new();
     let handler = move |req: Request| {
         let state = Arc::clone(&state);
-        async move { handle(state, req).await.map(|b| b.map_err(|e| match e {}).boxed_unsync()) }
+        async move { Reply::from(handle(state, req).await.map(|b| b.map_err(|e| match e {}).boxed_unsync())) }
     };
     let serving =
         crate::server::serve(listener, handler, || MAX_BODY as u64, Timeouts::default(), token.clone(), Duration::ZERO);
