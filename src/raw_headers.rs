@@ -46,7 +46,11 @@ impl RawHeaders {
 
     /// The value of the first line named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        let name = name.as_bytes();
+        let &(_, _, v, ve) = self.lines.iter().find(|&&(n, ne, _, _)| {
+            (ne - n) as usize == name.len() && self.head[n as usize..ne as usize].eq_ignore_ascii_case(name)
+        })?;
+        Some(&self.head[v as usize..ve as usize])
     }
 
     /// The value of the first line named `name` as text, or `None` if absent or not UTF-8.
