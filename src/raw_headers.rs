@@ -20,7 +20,8 @@ impl RawHeaders {
         RawHeaders { head, lines }
     }
 
-    /// Lines from names and values (tests, and messages the router makes itself).
+    /// Lines from names and values, unchecked: for tests.
+    #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> RawHeaders {
         let mut head = Vec::new();
         let mut lines = Vec::new();
@@ -53,9 +54,12 @@ impl RawHeaders {
         Some(&self.head[v as usize..ve as usize])
     }
 
-    /// The value of the first line named `name` as text, or `None` if absent or not UTF-8.
+    /// The value of the first line named `name` as text: None if absent or if it holds anything
+    /// but visible ASCII, spaces and tabs (what `http::HeaderValue::to_str` accepts).
     pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+        let v = self.get(name)?;
+        let text = v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        text.then(|| std::str::from_utf8(v).ok()).flatten()
     }
 
     /// Keeps only the lines whose name `keep` accepts.
@@ -103,6 +107,9 @@ mod tests {
         );
         assert_eq!(h.get_str("a"), Some("ok"));
         assert_eq!(h.get_str("b"), None, "not UTF-8");
+        let text = RawHeaders::from_pairs([("t", "a b\tc"), ("u", "caf\u{e9}")]);
+        assert_eq!(text.get_str("t"), Some("a b\tc"));
+        assert_eq!(text.get_str("u"), None, "not ASCII, as HeaderValue::to_str");
         h.retain(|n| !n.eq_ignore_ascii_case(b"b"));
         assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), [&b"A"[..], &b"C"[..]]);
     }

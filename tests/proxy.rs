@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -221,12 +222,15 @@ async fn sse_chunks_reach_the_client_before_the_upstream_finishes() {
 }
 
 /// An upstream that answers every request on a connection with `head` and a small JSON body.
-async fn canned_upstream(head: &'static str) -> String {
+async fn canned_upstream(head: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -237,6 +241,7 @@ async fn canned_upstream(head: &'static str) -> String {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                     if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        log.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
                         buf.clear();
                         let body = r#"{"choices":[{"index":0,"message":{"content":"ok"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
                         let reply = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
@@ -248,12 +253,76 @@ async fn canned_upstream(head: &'static str) -> String {
             });
         }
     });
-    url
+    (url, seen)
+}
+
+#[tokio::test]
+async fn client_headers_cross_as_sent_except_credentials_hop_by_hop_and_the_routers_own() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, seen) = canned_upstream("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n").await;
+    let routes = format!(
+        "server: {{ listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\" }}\nmodels:\n  up: {{ url: \"{url}\", model: m }}\n  up2: {{ url: \"{url}\", model: m2 }}\nroutes:\n  - {{ name: premium, modality: text, match: {{ headers: {{ x-tenant: premium }} }}, leader: up2 }}\n  - {{ name: chat, modality: text, leader: up }}\n"
+    );
+    let router = router(&routes, None).await;
+    // Written by hand, so the names keep the case a client chose (HTTP clients in tests lower-case them).
+    let body = r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#;
+    let head = [
+        "POST /v1/chat/completions?api-version=2024-06-01 HTTP/1.1",
+        "Host: router",
+        "AUTHORIZATION: Bearer sk-client-secret",
+        "X-Api-Key: k",
+        "Cookie: c=1",
+        "Connection: keep-alive, X-Hop-Only",
+        "X-Hop-Only: 1",
+        "TE: trailers",
+        "Proxy-Authorization: Basic eA==",
+        "Accept-Encoding: gzip",
+        "X-Shadowroute-Modality: text",
+        "X-Client-Trace: T-1",
+        "X-TENANT: premium",
+        "Content-Type: application/json",
+    ]
+    .join("\r\n");
+    let mut s = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    s.write_all(format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !resp.ends_with(b"}}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&resp));
+        resp.extend_from_slice(&chunk[..n]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&resp));
+    let sent = seen.lock().unwrap().last().cloned().unwrap();
+    let lower = sent.to_ascii_lowercase();
+    assert!(sent.starts_with("POST /v1/chat/completions?api-version=2024-06-01 HTTP/1.1\r\n"), "{sent}");
+    // The client's own end-to-end headers cross as they were written.
+    assert!(sent.contains("\r\nX-Client-Trace: T-1\r\n") && sent.contains("\r\nContent-Type: application/json\r\n"));
+    for banned in [
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "connection",
+        "x-hop-only",
+        "\r\nte:",
+        "accept-encoding",
+        "x-shadowroute",
+        "sk-client-secret",
+    ] {
+        assert!(!lower.contains(banned), "{banned} reached the upstream: {sent}");
+    }
+    let host = url.trim_start_matches("http://").trim_end_matches("/v1");
+    assert_eq!(lower.matches("\r\nhost:").count(), 1, "{sent}");
+    assert!(sent.contains(&format!("\r\nhost: {host}\r\n")), "{sent}");
+    assert_eq!(lower.matches("\r\ncontent-length:").count(), 1, "{sent}");
+    assert_eq!(lower.matches("\r\nx-request-id:").count(), 1, "{sent}");
+    // The route matched on `X-TENANT` whatever its case, and its model's name went upstream.
+    assert!(sent.contains(r#""model":"m2""#), "{sent}");
 }
 
 #[tokio::test]
 async fn upstream_headers_are_passed_on_as_they_arrived_except_hop_by_hop_and_the_routers_own() {
-    let url = canned_upstream(concat!(
+    let (url, _) = canned_upstream(concat!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nOpenAI-Processing-Ms: 12\r\n",
         "X-Request-Id: upstream-id\r\nConnection: keep-alive, X-Hop\r\nX-Hop: private\r\n",
         "Keep-Alive: timeout=5\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nX-Multi: a\r\nX-Multi: b\r\n",

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::proxy::headers::Forwarded;
 use crate::proxy::UpBody;
 use crate::raw_headers::RawHeaders;
 use crate::rng::NameMap;
@@ -133,7 +134,7 @@ impl Client {
         let chunks = req.body.into_chunks();
         let len: usize = chunks.iter().map(Bytes::len).sum();
         let mut head = Vec::with_capacity(256 + if len <= INLINE_BODY { len } else { 0 });
-        codec::encode_head(req.method, req.target, req.headers, req.passed_on, len, &mut head);
+        codec::encode_head(req.method, req.target, req.headers, req.passed_on.map(Forwarded::lines), len, &mut head);
         let rest = if len <= INLINE_BODY {
             chunks.iter().for_each(|c| head.extend_from_slice(c));
             VecDeque::new()
@@ -311,7 +312,7 @@ pub struct Outgoing<'a> {
     /// Origin-form: the path and query.
     pub target: &'a str,
     pub headers: &'a [(&'static str, &'a [u8])],
-    pub passed_on: Option<&'a RawHeaders>,
+    pub passed_on: Option<&'a Forwarded>,
     pub body: UpBody,
 }
 

@@ -8,7 +8,6 @@ use crate::raw_headers::RawHeaders;
 /// The router's own headers, as constants: a name from a string is parsed and hashed on every use.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_SHADOWROUTE_MODEL: HeaderName = HeaderName::from_static("x-shadowroute-model");
-pub const X_SHADOWROUTE_MODALITY: HeaderName = HeaderName::from_static("x-shadowroute-modality");
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), stripped in both directions (responses by
 /// the upstream client, which hands back end-to-end headers only). Names are told apart by
@@ -54,15 +53,25 @@ fn crosses(name: &[u8]) -> bool {
     !(own || credential_or_replaced(name) || is_hop_by_hop(name))
 }
 
-/// The client's header lines an upstream may see: the request's own lines (sharing its bytes,
-/// no map built) without the hop-by-hop ones, those its `Connection` header lists, credentials,
-/// framing, and the ones the router sets.
-pub fn forwarded(client: &RawHeaders) -> RawHeaders {
+/// The client's header lines an upstream may see. Only [`forwarded`] makes one, so the
+/// upstream client cannot be handed a request's other lines (credentials, framing) by mistake.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded(RawHeaders);
+
+impl Forwarded {
+    pub fn lines(&self) -> &RawHeaders {
+        &self.0
+    }
+}
+
+/// The request's own lines (sharing its bytes, no map built) without the hop-by-hop ones, those
+/// its `Connection` header lists, credentials, framing, and the ones the router sets.
+pub fn forwarded(client: &RawHeaders) -> Forwarded {
     let listed: Vec<&[u8]> =
         client.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"connection")).flat_map(|(_, v)| tokens(v)).collect();
     let mut out = client.clone();
     out.retain(|n| crosses(n) && !listed.iter().any(|l| l.eq_ignore_ascii_case(n)));
-    out
+    Forwarded(out)
 }
 
 #[cfg(test)]
@@ -98,7 +107,7 @@ mod tests {
         }
         lines.push(("Content-Type", "application/json"));
         let out = forwarded(&RawHeaders::from_pairs(lines));
-        let kept: Vec<(&[u8], &[u8])> = out.iter().collect();
+        let kept: Vec<(&[u8], &[u8])> = out.lines().iter().collect();
         let want: [(&[u8], &[u8]); 3] =
             [(b"x-custom", b"v"), (b"X-Custom", b"v"), (b"Content-Type", b"application/json")];
         assert_eq!(kept, want);

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::body::UpBody;
 use super::error::ProxyError;
-use super::headers::{X_REQUEST_ID, X_SHADOWROUTE_MODALITY};
+use super::headers::{Forwarded, X_REQUEST_ID};
 use super::modality::{self, Endpoint, Modality};
 use super::{headers, json, multipart};
 use crate::raw_headers::RawHeaders;
@@ -216,8 +216,8 @@ pub struct ClientRequest {
     pub modality: Modality,
     /// The client's header lines (credentials included: routing may match on them).
     pub headers: RawHeaders,
-    /// The lines an upstream may see ([`headers::forwarded`]), sharing the same bytes.
-    pub forwarded: RawHeaders,
+    /// The lines an upstream may see, sharing the same bytes.
+    pub forwarded: Forwarded,
     pub query: Option<String>,
     pub body: Bytes,
     pub payload: Payload,
@@ -230,9 +230,12 @@ impl ClientRequest {
     pub fn read(endpoint: Endpoint, req: Request, max_body: u64) -> Result<ClientRequest, ProxyError> {
         let Request { uri, headers, body, .. } = req;
         let body = body_bytes(body, max_body)?;
-        let override_header = match headers.get(X_SHADOWROUTE_MODALITY.as_str()) {
-            Some(v) => Some(
-                std::str::from_utf8(v).map_err(|_| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?,
+        let name = "x-shadowroute-modality";
+        let override_header = match headers.get(name) {
+            Some(_) => Some(
+                headers
+                    .get_str(name)
+                    .ok_or_else(|| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?,
             ),
             None => None,
         };

@@ -7,6 +7,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::client::codec::{self, tokens, Connection, Framing};
+use crate::proxy::headers::is_hop_by_hop;
 use crate::raw_headers::RawHeaders;
 
 /// A request head larger than this is refused (431).
@@ -212,8 +213,11 @@ pub fn encode_response_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
     let own = own.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+    // Passed-on lines are end-to-end ones (the upstream client keeps no others); framing and
+    // hop-by-hop lines are skipped all the same, so no caller can send a second framing.
     let passed = passed_on.iter().flat_map(|raw| raw.iter());
-    let kept = passed.filter(|(name, _)| !own.clone().any(|(set, _)| set.eq_ignore_ascii_case(name)));
+    let end_to_end = passed.filter(|(name, _)| !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length"));
+    let kept = end_to_end.filter(|(name, _)| !own.clone().any(|(set, _)| set.eq_ignore_ascii_case(name)));
     let mut has_date = false;
     for (name, value) in own.clone().chain(kept) {
         has_date |= name.eq_ignore_ascii_case(b"date");
@@ -418,6 +422,13 @@ mod tests {
         let f = BodyFraming::Length(2);
         encode_response_head(StatusCode::OK, &own, Some(&raw), f, None, true, false, b"D", &mut out);
         let want = "HTTP/1.1 200 OK\r\nx-request-id: ours\r\nDate: D0\r\nX-B: b\r\ncontent-length: 2\r\n\r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        // Framing and hop-by-hop lines handed over by mistake are not written.
+        let raw =
+            RawHeaders::from_pairs([("Content-Length", "99"), ("Transfer-Encoding", "gzip"), ("Connection", "x")]);
+        let mut out = Vec::new();
+        encode_response_head(StatusCode::OK, &own, Some(&raw), f, None, true, false, b"D", &mut out);
+        let want = "HTTP/1.1 200 OK\r\nx-request-id: ours\r\ncontent-length: 2\r\ndate: D\r\n\r\n";
         assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
