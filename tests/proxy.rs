@@ -318,6 +318,21 @@ async fn client_headers_cross_as_sent_except_credentials_hop_by_hop_and_the_rout
     assert_eq!(lower.matches("\r\nx-request-id:").count(), 1, "{sent}");
     // The route matched on `X-TENANT` whatever its case, and its model's name went upstream.
     assert!(sent.contains(r#""model":"m2""#), "{sent}");
+
+    // A chunked request on the same connection goes upstream with a length, never chunked.
+    let chunked = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    s.write_all(chunked.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    while !resp.ends_with(b"}}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&resp));
+        resp.extend_from_slice(&chunk[..n]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&resp));
+    let sent = seen.lock().unwrap().last().cloned().unwrap().to_ascii_lowercase();
+    assert!(!sent.contains("transfer-encoding"), "{sent}");
+    assert_eq!(sent.matches("\r\ncontent-length:").count(), 1, "{sent}");
+    assert!(sent.contains(r#""model":"m""#), "{sent}");
 }
 
 #[tokio::test]
