@@ -67,14 +67,6 @@ impl RawHeaders {
         let head = &self.head;
         self.lines.retain(|&(n, ne, _, _)| keep(&head[n as usize..ne as usize]));
     }
-
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
 }
 
 /// Names only: values can be credentials, and a debug print can end up in a log.
@@ -94,7 +86,7 @@ mod tests {
         assert_eq!(h.get("content-type"), Some(&b"a/b"[..]));
         assert_eq!(h.get("X-TWICE"), Some(&b"1"[..]));
         assert_eq!(h.get("missing"), None);
-        assert_eq!(h.len(), 3);
+        assert_eq!(h.iter().count(), 3);
         let all: Vec<_> = h.iter().collect();
         assert_eq!(all[2], (&b"x-twice"[..], &b"2"[..]));
     }

@@ -33,17 +33,33 @@ pub fn encode_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let own =
         headers.iter().filter(|(name, _)| !matches!(*name, "content-length" | "transfer-encoding" | "connection"));
+    write_lines(own.map(|(n, v)| (n.as_bytes(), *v)), passed_on, out);
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa_u64(len as u64, &mut [0; 20]));
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Appends a head's header lines to `out`: the sender's `own`, then the end-to-end lines
+/// `passed_on` as they arrived, less one `own` also names (the sender's wins) and less any
+/// framing or hop-by-hop line (passed-on lines should hold none; skipped all the same, so no
+/// caller can send a second framing). Returns whether a `date` line was written.
+pub fn write_lines<'a>(
+    own: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    passed_on: Option<&'a RawHeaders>,
+    out: &mut Vec<u8>,
+) -> bool {
     let passed = passed_on.iter().flat_map(|raw| raw.iter());
-    let kept = passed.filter(|(name, _)| !headers.iter().any(|(set, _)| set.as_bytes().eq_ignore_ascii_case(name)));
-    for (name, value) in own.map(|(n, v)| (n.as_bytes(), *v)).chain(kept) {
+    let end_to_end = passed.filter(|(name, _)| !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length"));
+    let kept = end_to_end.filter(|(name, _)| !own.clone().any(|(set, _)| set.eq_ignore_ascii_case(name)));
+    let mut has_date = false;
+    for (name, value) in own.clone().chain(kept) {
+        has_date |= name.eq_ignore_ascii_case(b"date");
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(len.to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    has_date
 }
 
 /// A parsed response head.
@@ -201,6 +217,19 @@ pub fn decimal(digits: &[u8]) -> Option<u64> {
         b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
         _ => None,
     })
+}
+
+/// `n` in decimal digits, written into `buf` without allocating.
+pub fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// Where the body decoder is.
@@ -473,5 +502,16 @@ mod tests {
         assert_eq!((body.len(), done), (0, true));
         let (body, _, done) = decode(Framing::Eof, b"until the end", 4).unwrap();
         assert_eq!((body.as_slice(), done), (&b"until the end"[..], false));
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0u64, 7, 10, 65_536, u64::MAX] {
+            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
+            assert_eq!(decimal(n.to_string().as_bytes()), Some(n));
+        }
+        for bad in ["", "-1", "+1", "1 2", "18446744073709551616", "0x1"] {
+            assert_eq!(decimal(bad.as_bytes()), None, "{bad}");
+        }
     }
 }

@@ -7,7 +7,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::client::codec::{self, tokens, Connection, Framing};
-use crate::proxy::headers::is_hop_by_hop;
 use crate::raw_headers::RawHeaders;
 
 /// A request head larger than this is refused (431).
@@ -212,20 +211,7 @@ pub fn encode_response_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let own = own.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
-    // Passed-on lines are end-to-end ones (the upstream client keeps no others); framing and
-    // hop-by-hop lines are skipped all the same, so no caller can send a second framing.
-    let passed = passed_on.iter().flat_map(|raw| raw.iter());
-    let end_to_end = passed.filter(|(name, _)| !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length"));
-    let kept = end_to_end.filter(|(name, _)| !own.clone().any(|(set, _)| set.eq_ignore_ascii_case(name)));
-    let mut has_date = false;
-    for (name, value) in own.clone().chain(kept) {
-        has_date |= name.eq_ignore_ascii_case(b"date");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    let has_date = codec::write_lines(own.iter().map(|(n, v)| (n.as_ref(), v.as_ref())), passed_on, out);
     let length = match framing {
         BodyFraming::Length(n) => Some(n),
         BodyFraming::None => declared,
@@ -233,7 +219,7 @@ pub fn encode_response_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     };
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
+        out.extend_from_slice(codec::itoa_u64(n, &mut [0u8; 20]));
         out.extend_from_slice(b"\r\n");
     }
     if framing == BodyFraming::Chunked {
@@ -252,9 +238,10 @@ pub fn encode_response_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a chunk's size line (`{hex}\r\n`) to `out`.
+/// Appends a chunk's size line (`{hex}\r\n`) to `out`, without allocating.
 pub fn chunk_size_line(len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+    use std::io::Write;
+    let _ = write!(out, "{len:x}\r\n");
 }
 
 /// Whether the handler asked for the connection to close after its response.
@@ -262,22 +249,9 @@ pub fn wants_close(headers: &HeaderMap) -> bool {
     headers.get_all(CONNECTION).iter().any(|v| tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
 }
 
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::codec::decimal;
     use http::header::DATE;
     use http::HeaderValue;
 
@@ -430,16 +404,5 @@ mod tests {
         encode_response_head(StatusCode::OK, &own, Some(&raw), f, None, true, false, b"D", &mut out);
         let want = "HTTP/1.1 200 OK\r\nx-request-id: ours\r\ncontent-length: 2\r\ndate: D\r\n\r\n";
         assert_eq!(String::from_utf8(out).unwrap(), want);
-    }
-
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0u64, 7, 10, 65_536, u64::MAX] {
-            assert_eq!(itoa_u64(n, &mut [0; 20]), n.to_string().as_bytes());
-            assert_eq!(decimal(n.to_string().as_bytes()), Some(n));
-        }
-        for bad in ["", "-1", "+1", "1 2", "18446744073709551616", "0x1"] {
-            assert_eq!(decimal(bad.as_bytes()), None, "{bad}");
-        }
     }
 }
