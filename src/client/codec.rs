@@ -134,7 +134,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
             if listed(b"content-length") {
                 length = Ok(None);
             }
-            headers.retain(|name| !listed(name));
+            headers = headers.filtered(|name| !listed(name));
         }
         let framing = match chunked {
             // Transfer-Encoding overrides Content-Length.

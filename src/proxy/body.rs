@@ -72,10 +72,11 @@ pub struct Observed {
     inner: UpstreamBody,
     idle: Duration,
     total_deadline: tokio::time::Instant,
-    /// When the body gives up: the earlier of the idle and total deadlines.
-    deadline: tokio::time::Instant,
-    /// One timer for both clocks, made and set to `deadline` only when the body has to wait
-    /// (a body whose frames are ready when polled never arms one).
+    /// When the body gives up: the earlier of the idle and total deadlines. None until the body
+    /// first has to wait after a frame (or at the start), when the idle clock starts: a body whose
+    /// frames are ready when polled reads no clock for it.
+    deadline: Option<tokio::time::Instant>,
+    /// One timer for both clocks, made and set to `deadline` only when the body has to wait.
     timer: Option<Pin<Box<Sleep>>>,
     capture: Option<Capture>,
     on_finish: Option<OnFinish>,
@@ -95,13 +96,11 @@ impl Observed {
         capture: Capture,
         on_finish: OnFinish,
     ) -> Observed {
-        let now = tokio::time::Instant::now();
-        let total_deadline = tokio::time::Instant::from_std(total_deadline);
         Observed {
             inner,
             idle,
-            total_deadline,
-            deadline: (now + idle).min(total_deadline),
+            total_deadline: tokio::time::Instant::from_std(total_deadline),
+            deadline: None,
             timer: None,
             capture: Some(capture),
             on_finish: Some(on_finish),
@@ -133,7 +132,7 @@ impl Body for Observed {
                     this.first_byte_at.get_or_insert_with(Instant::now);
                     capture.push(data);
                 }
-                this.deadline = (tokio::time::Instant::now() + this.idle).min(this.total_deadline);
+                this.deadline = None;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -145,7 +144,8 @@ impl Body for Observed {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let deadline = this.deadline;
+                let (idle, total) = (this.idle, this.total_deadline);
+                let deadline = *this.deadline.get_or_insert_with(|| (tokio::time::Instant::now() + idle).min(total));
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);

@@ -69,9 +69,7 @@ impl Forwarded {
 pub fn forwarded(client: &RawHeaders) -> Forwarded {
     let listed: Vec<&[u8]> =
         client.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"connection")).flat_map(|(_, v)| tokens(v)).collect();
-    let mut out = client.clone();
-    out.retain(|n| crosses(n) && !listed.iter().any(|l| l.eq_ignore_ascii_case(n)));
-    Forwarded(out)
+    Forwarded(client.filtered(|n| crosses(n) && !listed.iter().any(|l| l.eq_ignore_ascii_case(n))))
 }
 
 #[cfg(test)]

@@ -78,7 +78,12 @@ where
     let mut out: Vec<u8> = Vec::new();
     let mut stopped = pin!(settings.stop.cancelled());
     let t = settings.timeouts;
+    // The head timeout runs from the end of the previous response. Moving the timer each request
+    // costs a timer-wheel removal and insertion, so it is moved lazily: each response only notes
+    // when it ended, and the timer, when it fires, moves itself to the noted time's deadline
+    // unless that has passed.
     let mut deadline = pin!(tokio::time::sleep(t.head));
+    let mut idle_since = tokio::time::Instant::now();
     loop {
         // The head: closed quietly on end of stream, timeout, or stop while idle.
         let head = loop {
@@ -112,7 +117,14 @@ where
                 biased;
                 read = io.read_buf(&mut buf) => read,
                 () = &mut stopped, if buf.is_empty() => return,
-                () = &mut deadline => return,
+                () = &mut deadline => {
+                    let due = idle_since + t.head;
+                    if tokio::time::Instant::now() >= due {
+                        return;
+                    }
+                    deadline.as_mut().reset(due);
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return,
@@ -173,7 +185,7 @@ where
         if out.capacity() > KEEP_BUFFER {
             out = Vec::new();
         }
-        deadline.as_mut().reset(tokio::time::Instant::now() + t.head);
+        idle_since = tokio::time::Instant::now();
     }
 }
 

@@ -262,6 +262,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_head_timeout_runs_from_the_end_of_the_last_response() {
+        // Head timeout 300 ms. Requests 200 ms apart carry the connection past 300 ms from its
+        // start (the timer, moved lazily, fires then and must move on, not close); once idle, it
+        // closes about 300 ms after the last response.
+        let s = server(1024, short()).await;
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        for word in ["one", "two", "three"] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{word}", word.len());
+            let got = exchange(&mut c, raw.as_bytes(), Some(word)).await;
+            assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with(word), "{got}");
+            if word != "three" {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let idle = std::time::Instant::now();
+        let mut rest = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(3), c.read(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "the idle connection was not closed: {read:?}");
+        let waited = idle.elapsed();
+        assert!(waited >= Duration::from_millis(250), "closed {waited:?} after the last response");
+    }
+
+    #[tokio::test]
     async fn a_body_in_several_reads_is_read_whole() {
         let s = server(1 << 20, short()).await;
         let mut c = TcpStream::connect(s.addr).await.unwrap();

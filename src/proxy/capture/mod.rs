@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::mem;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::scan;
@@ -87,7 +88,10 @@ pub struct Capture {
     bytes: u64,
     events: u64,
     truncated: bool,
-    /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces.
+    /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces. A body
+    /// that arrives in one frame (the usual case) is held as that frame, shared and not copied;
+    /// `raw` gathers the frames of one that does not.
+    first: Option<Bytes>,
     raw: Vec<u8>,
     /// The incomplete SSE line carried over between chunks.
     line: Vec<u8>,
@@ -184,6 +188,7 @@ impl Capture {
             bytes: 0,
             events: 0,
             truncated: false,
+            first: None,
             raw: Vec::new(),
             line: Vec::new(),
             line_overflow: false,
@@ -204,7 +209,7 @@ impl Capture {
     }
 
     /// Accepts the next body frame; frames may split events and UTF-8 sequences anywhere.
-    pub fn push(&mut self, chunk: &[u8]) {
+    pub fn push(&mut self, chunk: &Bytes) {
         self.bytes = self.bytes.saturating_add(chunk.len() as u64);
         match self.format {
             Format::Sse => self.push_sse(chunk),
@@ -232,15 +237,25 @@ impl Capture {
         }
     }
 
-    fn push_json(&mut self, chunk: &[u8]) {
-        if self.truncated {
+    fn push_json(&mut self, chunk: &Bytes) {
+        if self.truncated || chunk.is_empty() {
             return;
         }
-        if self.raw.len().saturating_add(chunk.len()) > self.cap {
+        let held = self.first.as_ref().map_or(self.raw.len(), Bytes::len);
+        if held.saturating_add(chunk.len()) > self.cap {
             // A partial JSON document is worthless, so release it rather than hold `cap` bytes.
             self.truncated = true;
+            self.first = None;
             self.raw = Vec::new();
             return;
+        }
+        if held == 0 {
+            self.first = Some(chunk.clone());
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.raw.reserve(first.len() + chunk.len());
+            self.raw.extend_from_slice(&first);
         }
         self.raw.extend_from_slice(chunk);
     }
@@ -249,8 +264,8 @@ impl Capture {
         if self.truncated {
             return;
         }
-        let raw = mem::take(&mut self.raw);
-        let body = raw.strip_prefix(UTF8_BOM).unwrap_or(raw.as_slice()).trim_ascii();
+        let raw = self.first.take().unwrap_or_else(|| Bytes::from(mem::take(&mut self.raw)));
+        let body = raw.strip_prefix(UTF8_BOM).unwrap_or(&raw).trim_ascii();
         if body.is_empty() {
             return;
         }

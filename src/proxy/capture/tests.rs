@@ -28,7 +28,7 @@ fn named_sse(events: &[Value]) -> Vec<u8> {
 fn capture_pieces<'a>(format: Format, cap: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Captured {
     let mut c = Capture::new(format, cap);
     for p in pieces {
-        c.push(p);
+        c.push(&Bytes::copy_from_slice(p));
     }
     c.finish()
 }
@@ -438,7 +438,7 @@ fn json_over_cap_is_truncated_and_released() {
     .to_string();
     let mut c = Capture::new(Format::Json, cap);
     for chunk in body.as_bytes().chunks(64 * 1024) {
-        c.push(chunk);
+        c.push(&Bytes::copy_from_slice(chunk));
         assert!(c.raw.len() <= cap);
     }
     assert_eq!(c.raw.capacity(), 0);
@@ -471,7 +471,7 @@ fn sse_over_cap_truncates_text_but_keeps_usage() {
 
     let mut c = Capture::new(Format::Sse, cap);
     for chunk in body.chunks(64 * 1024) {
-        c.push(chunk);
+        c.push(&Bytes::copy_from_slice(chunk));
         assert!(c.text.len() <= cap);
         assert!(c.line.capacity() <= 64 * 1024);
         assert!(c.data.capacity() <= 64 * 1024);
@@ -503,7 +503,7 @@ fn oversize_line_is_dropped_and_stream_recovers() {
 
     let mut c = Capture::new(Format::Sse, 64);
     for chunk in body.chunks(4096) {
-        c.push(chunk);
+        c.push(&Bytes::copy_from_slice(chunk));
         assert!(c.line.len() <= c.line_cap);
         assert!(c.data.len() <= c.line_cap);
     }
