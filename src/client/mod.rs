@@ -5,13 +5,16 @@
 //! task that asked (docs/performance.md measures the difference). Idle connections are taken
 //! last in first out and checked for a close or stray bytes before reuse; a request whose
 //! write fails on a reused connection is sent once more on a new one (nothing was answered);
-//! a response not read to the end closes its connection.
+//! a response not read to the end closes its connection. Each connection keeps one timer for
+//! the response-head deadline, moved only when it would fire late or has fired early, so a
+//! request on a pooled connection usually costs no timer-wheel work.
 
 pub(crate) mod codec;
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -48,6 +52,8 @@ pub enum ClientError {
     Connect(String),
     /// The connection failed while sending or before the response head.
     Request(String),
+    /// No response head by the request's `head_by`.
+    Timeout,
 }
 
 /// A pool of upstream connections; cheap to clone, shared by every model with the same connect timeout.
@@ -141,22 +147,23 @@ impl Client {
         } else {
             chunks
         };
+        let by = req.head_by;
         let (mut conn, mut reused) = match self.checkout(origin) {
             Some(c) => (c, true),
-            None => (self.connect(origin).await?, false),
+            None => (self.connect(origin, by).await?, false),
         };
         loop {
-            match conn.write(&head, &rest).await {
+            match conn.write(&head, &rest, by).await.ok_or(ClientError::Timeout)? {
                 Ok(()) => break,
                 // Closed while idle: the request never reached a server that could answer it.
                 Err(_) if reused => {
-                    conn = self.connect(origin).await?;
+                    conn = self.connect(origin, by).await?;
                     reused = false;
                 }
                 Err(e) => return Err(ClientError::Request(format!("sending the request: {e}"))),
             }
         }
-        let head = conn.read_head().await.map_err(ClientError::Request)?;
+        let head = conn.read_head(by).await.ok_or(ClientError::Timeout)?.map_err(ClientError::Request)?;
         let mut body = UpstreamBody {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
@@ -181,7 +188,8 @@ impl Client {
         None
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<Conn, ClientError> {
+    /// A new connection within the connect timeout, and by `by`.
+    async fn connect(&self, origin: &Origin, by: tokio::time::Instant) -> Result<Conn, ClientError> {
         let work = async {
             let tcp = TcpStream::connect((&*origin.host, origin.port))
                 .await
@@ -197,10 +205,12 @@ impl Client {
                     Io::Tls(Box::new(tls))
                 }
             };
-            Ok(Conn { io, buf: BytesMut::with_capacity(READ_CHUNK) })
+            Ok(Conn { io, buf: BytesMut::with_capacity(READ_CHUNK), timer: Box::pin(tokio::time::sleep_until(by)) })
         };
-        match tokio::time::timeout(self.inner.connect_timeout, work).await {
+        let connect_by = tokio::time::Instant::now() + self.inner.connect_timeout;
+        match tokio::time::timeout_at(connect_by.min(by), work).await {
             Ok(result) => result.map_err(ClientError::Connect),
+            Err(_) if by < connect_by => Err(ClientError::Timeout),
             Err(_) => Err(ClientError::Connect(format!(
                 "connecting to {}: no connection within {:?}",
                 origin.key, self.inner.connect_timeout
@@ -249,10 +259,35 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// One upstream connection and the bytes read from it but not yet used.
+/// One upstream connection, the bytes read from it but not yet used, and its response-head timer.
 struct Conn {
     io: Io,
     buf: BytesMut,
+    /// Set no later than the current exchange's deadline while one is under way; between
+    /// exchanges it may stand anywhere (and fire, waking whoever last waited on it).
+    timer: Pin<Box<Sleep>>,
+}
+
+/// `work`, or None once `by` has passed. `timer` is moved to `by` only when it stands later, or
+/// when it fires before `by`; otherwise it stays where it is, costing nothing.
+async fn before<T>(timer: &mut Pin<Box<Sleep>>, by: tokio::time::Instant, work: impl Future<Output = T>) -> Option<T> {
+    if timer.deadline() > by {
+        timer.as_mut().reset(by);
+    }
+    let mut work = pin!(work);
+    poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= by {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(by);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 impl Conn {
@@ -278,28 +313,38 @@ impl Conn {
         }
     }
 
-    async fn write(&mut self, head: &[u8], rest: &VecDeque<Bytes>) -> io::Result<()> {
-        self.io.write_all(head).await?;
-        for chunk in rest {
-            self.io.write_all(chunk).await?;
-        }
-        self.io.flush().await
+    /// Writes the request; None if `by` passes first.
+    async fn write(&mut self, head: &[u8], rest: &VecDeque<Bytes>, by: tokio::time::Instant) -> Option<io::Result<()>> {
+        let Conn { io, timer, .. } = self;
+        let work = async move {
+            io.write_all(head).await?;
+            for chunk in rest {
+                io.write_all(chunk).await?;
+            }
+            io.flush().await
+        };
+        before(timer, by, work).await
     }
 
-    async fn read_head(&mut self) -> Result<codec::Head, String> {
-        loop {
-            if !self.buf.is_empty() {
-                if let Some(head) = codec::parse_head(&mut self.buf)? {
-                    return Ok(head);
+    /// Reads the response head; None if `by` passes first.
+    async fn read_head(&mut self, by: tokio::time::Instant) -> Option<Result<codec::Head, String>> {
+        let Conn { io, buf, timer } = self;
+        let work = async move {
+            loop {
+                if !buf.is_empty() {
+                    if let Some(head) = codec::parse_head(buf)? {
+                        return Ok(head);
+                    }
+                }
+                buf.reserve(READ_CHUNK);
+                match io.read_buf(buf).await {
+                    Ok(0) => return Err("the upstream closed the connection before responding".into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("reading the response: {e}")),
                 }
             }
-            self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) => return Err("the upstream closed the connection before responding".into()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("reading the response: {e}")),
-            }
-        }
+        };
+        before(timer, by, work).await
     }
 }
 
@@ -314,6 +359,9 @@ pub struct Outgoing<'a> {
     pub headers: &'a [(&'static str, &'a [u8])],
     pub passed_on: Option<&'a Forwarded>,
     pub body: UpBody,
+    /// When the client gives up waiting for the response head ([`ClientError::Timeout`]),
+    /// connecting and sending included.
+    pub head_by: tokio::time::Instant,
 }
 
 /// An upstream's answer: its status, its end-to-end header lines as they arrived, its body.
@@ -461,7 +509,7 @@ mod tests {
     }
 
     /// A raw HTTP/1.1 server on loopback that counts connections; each request is answered
-    /// with `hello`, then it does `after`.
+    /// with `hello` (except `GET /hang`, never answered), then it does `after`.
     async fn server(after: After) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -482,7 +530,11 @@ mod tests {
                         buf.extend_from_slice(&chunk[..n]);
                         // Requests here carry no body: one ends at the blank line.
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let hang = buf.starts_with(b"GET /hang ");
                             buf.drain(..end + 4);
+                            if hang {
+                                continue;
+                            }
                             let conn = match after {
                                 After::Close { announce: true } => "connection: close\r\n",
                                 _ => "",
@@ -515,7 +567,16 @@ mod tests {
 
     /// `GET /x` with these headers.
     fn request<'a>(headers: &'a [(&'static str, &'a [u8])]) -> Outgoing<'a> {
-        Outgoing { method: "GET", target: "/x", headers, passed_on: None, body: UpBody::new(Vec::new()) }
+        request_to("/x", headers, tokio::time::Instant::now() + Duration::from_secs(10))
+    }
+
+    /// `GET target` with these headers, its head due by `head_by`.
+    fn request_to<'a>(
+        target: &'a str,
+        headers: &'a [(&'static str, &'a [u8])],
+        head_by: tokio::time::Instant,
+    ) -> Outgoing<'a> {
+        Outgoing { method: "GET", target, headers, passed_on: None, body: UpBody::new(Vec::new()), head_by }
     }
 
     async fn read_all(c: &Client, url: &str) -> String {
@@ -572,6 +633,47 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(read_all(&c, &url).await, "hello");
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    /// The head deadline holds on a reused connection whatever its timer did in between: moved
+    /// earlier, fired while the connection was idle, or still standing from an earlier request.
+    #[tokio::test]
+    async fn the_head_deadline_holds_on_a_reused_connection() {
+        let (url, conns) = server(After::Wait).await;
+        let c = Client::new(Duration::from_secs(1));
+        let (origin, host) = get(&url);
+        let headers = [("host", host.as_bytes())];
+        let within = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
+        let fetch = |target, by| {
+            let req = request_to(target, &headers, by);
+            let (c, origin) = (&c, &origin);
+            async move {
+                let started = std::time::Instant::now();
+                let resp = c.request(origin, req).await;
+                let body = match resp {
+                    Ok(r) => Ok(r.body.collect().await.unwrap().to_bytes()),
+                    Err(e) => Err(e),
+                };
+                (body, started.elapsed())
+            }
+        };
+        let hangs = |by| async move {
+            let (hung, waited) = fetch("/hang", by).await;
+            assert!(matches!(hung, Err(ClientError::Timeout)), "{:?}", hung.map(|b| b.len()));
+            assert!(waited >= Duration::from_millis(190) && waited < Duration::from_secs(2), "{waited:?}");
+        };
+        // A connection made with a late deadline; an unanswered request on it with an earlier one.
+        assert_eq!(&fetch("/x", within(10_000)).await.0.unwrap()[..], b"hello");
+        hangs(within(200)).await;
+        // The timed-out connection is not reused. The new one's timer fires while it is idle;
+        // the next request is not cut short, and an unanswered one still gives up on time.
+        assert_eq!(&fetch("/x", within(200)).await.0.unwrap()[..], b"hello");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(&fetch("/x", within(200)).await.0.unwrap()[..], b"hello");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        hangs(within(200)).await;
+        assert_eq!(&fetch("/x", within(1_000)).await.0.unwrap()[..], b"hello");
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -57,16 +57,23 @@ pub(super) async fn forward(
         let target = up.wire.target(req.endpoint, req.query.as_deref());
         let headers = up.wire.headers(&[("x-request-id", request_id.as_bytes())]);
         let body = req.body_for(&up.model.model);
-        let upstream_req =
-            Outgoing { method: "POST", target: &target, headers: &headers, passed_on: Some(&req.forwarded), body };
         let sent_at = Instant::now();
         if i == 0 {
             router_time += sent_at - started;
         }
-        let attempt = tokio::time::timeout(up.model.timeouts.first_byte, up.send(upstream_req, false)).await;
+        let head_by = tokio::time::Instant::from_std(sent_at) + up.model.timeouts.first_byte;
+        let upstream_req = Outgoing {
+            method: "POST",
+            target: &target,
+            headers: &headers,
+            passed_on: Some(&req.forwarded),
+            body,
+            head_by,
+        };
+        let attempt = up.send(upstream_req, false).await;
         let headers_at = Instant::now();
         let error = match attempt {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let status = resp.status;
                 let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                 if retryable {
@@ -91,9 +98,9 @@ pub(super) async fn forward(
                 let series = route.series.get(*name).cloned();
                 return Ok(respond(app, route_name, req.modality, up, resp, request_id, timing, tee, series));
             }
-            Ok(Err(ClientError::Connect(e))) => AttemptError::Connect(e),
-            Ok(Err(ClientError::Request(e))) => AttemptError::Request(e),
-            Err(_) => AttemptError::Timeout(up.model.timeouts.first_byte),
+            Err(ClientError::Connect(e)) => AttemptError::Connect(e),
+            Err(ClientError::Request(e)) => AttemptError::Request(e),
+            Err(ClientError::Timeout) => AttemptError::Timeout(up.model.timeouts.first_byte),
         };
         let kind = match &error {
             AttemptError::Connect(_) => "connect",

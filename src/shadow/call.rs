@@ -52,16 +52,18 @@ pub async fn call(
             ("x-shadowroute-shadow", b"1"),
             ("x-request-id", request_id.as_bytes()),
         ]);
-        let req = Outgoing { method: "POST", target: &target, headers: &headers, passed_on: None, body };
+        let head_by = tokio::time::Instant::from_std(started) + timeout;
+        let req = Outgoing { method: "POST", target: &target, headers: &headers, passed_on: None, body, head_by };
         let resp = up.send(req, true).await.map_err(|e| match e {
-            ClientError::Connect(e) | ClientError::Request(e) => e,
+            ClientError::Connect(e) | ClientError::Request(e) => CallOutcome::Error(e),
+            ClientError::Timeout => CallOutcome::Timeout,
         })?;
         let status = resp.status;
         let format = Format::from_content_type(resp.headers.get("content-type"));
         let cap = capture.insert(Capture::new(format, CAPTURE_CAP));
         let mut body = resp.body;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| e.to_string())?;
+            let frame = frame.map_err(|e| CallOutcome::Error(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
                 first_byte.get_or_insert_with(Instant::now);
                 cap.push(data);
@@ -70,12 +72,12 @@ pub async fn call(
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("status {}", status.as_u16()))
+            Err(CallOutcome::Error(format!("status {}", status.as_u16())))
         }
     };
     let outcome = match tokio::time::timeout(timeout, work).await {
         Ok(Ok(())) => CallOutcome::Ok,
-        Ok(Err(e)) => CallOutcome::Error(e),
+        Ok(Err(outcome)) => outcome,
         Err(_) => CallOutcome::Timeout,
     };
     let end = Instant::now();
