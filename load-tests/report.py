@@ -78,13 +78,15 @@ if split:
 
 
 def paired(a, b, key):
-    """a/b for each round, the two measured a few seconds apart."""
+    """a/b for each round (the two measured a few seconds apart), then the median of those."""
     out = []
     for rnd in sorted({k[0] for k in by_round}):
         x, y = by_round.get((rnd, a, "closed"), {}).get(key), by_round.get((rnd, b, "closed"), {}).get(key)
         if x is not None and y:
-            out.append(f"{x / y:.2f}")
-    return ", ".join(out) or "-"
+            out.append(x / y)
+    if not out:
+        return "-"
+    return ", ".join(f"{r:.2f}" for r in out) + f" (median {statistics.median(out):.2f})"
 
 
 for a, b in [("shadowroute-off", "nginx"), ("shadowroute-10", "shadowroute-off")]:
