@@ -38,6 +38,20 @@ pub fn object_fields(body: &[u8], mut field: impl FnMut(Range<usize>, Range<usiz
     read.is_some() && r.i == body.len()
 }
 
+/// Whether `raw` is one JSON value (with surrounding whitespace) this reader accepts; serde_json
+/// accepts every such value. False for invalid JSON, bytes that are not UTF-8, and nesting
+/// deeper than [`MAX_DEPTH`].
+pub fn valid(raw: &[u8]) -> bool {
+    if std::str::from_utf8(raw).is_err() {
+        return false;
+    }
+    let mut r = Reader { b: raw, i: 0 };
+    r.ws();
+    let read = r.value(0);
+    r.ws();
+    read.is_some() && r.i == raw.len()
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     i: usize,
@@ -241,6 +255,19 @@ mod tests {
         let ok = format!("{{\"a\": {}1{}}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
         assert!(fields(&ok).is_some());
         assert!(!object_fields(b"{\"a\": \"\xff\"}", |_, _| {}));
+    }
+
+    #[test]
+    fn single_values_are_checked_whole() {
+        for good in ["0", " -1.5e3 ", "\"a\\\"b\"", "null", "[1, {\"a\": [true]}]", "{}", "[]"] {
+            assert!(valid(good.as_bytes()), "{good:?}");
+        }
+        for bad in ["", " ", "01", "[1,]", "{\"a\"}", "\"open", "1 2", "nul", "[1]]", "\"\x01\""] {
+            assert!(!valid(bad.as_bytes()), "{bad:?}");
+        }
+        assert!(!valid(b"\"\xff\""));
+        let deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(!valid(deep.as_bytes()));
     }
 
     #[test]

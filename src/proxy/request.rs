@@ -397,6 +397,7 @@ mod tests {
             text.push('}');
             let (fast, serde) = both(text.as_bytes());
             proptest::prop_assert!(serde.is_some());
+            proptest::prop_assert!(json::valid(text.as_bytes()), "{}", text);
             let escaped_key = fields.iter().any(|(k, _)| Value::from(k.as_str()).to_string().contains('\\'));
             if escaped_key {
                 proptest::prop_assert!(fast.is_none() || fast == serde);
@@ -422,6 +423,10 @@ mod tests {
                 _ => text.insert(at, byte),
             }
             let (fast, serde) = both(&text);
+            if json::valid(&text) {
+                let by_serde = serde_json::from_slice::<serde::de::IgnoredAny>(&text);
+                proptest::prop_assert!(by_serde.is_ok(), "valid, but serde refuses: {}", String::from_utf8_lossy(&text));
+            }
             match (&fast, &serde) {
                 (Some(_), _) => proptest::prop_assert_eq!(&fast, &serde, "{}", String::from_utf8_lossy(&text)),
                 // Only an escaped top-level key is left to serde at this depth.

@@ -1,83 +1,62 @@
-//! The usual chat or completion answer (plain text in its chosen choice) read without a value tree; anything else is left to the value reading.
+//! The usual chat or completion answer (plain text in its chosen choice) read from raw fields without a value tree; anything else is left to the value reading.
 
 use std::borrow::Cow;
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A field's raw JSON when present, `null` included (an `Option` would read `null` as absent).
-#[derive(Default)]
-struct Field<'a>(Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(|raw| Field(Some(raw)))
-    }
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default, borrow)]
-    index: Field<'a>,
-    #[serde(default, borrow)]
-    message: Field<'a>,
-    #[serde(default, borrow)]
-    text: Field<'a>,
-}
-
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(default, borrow)]
-    content: Field<'a>,
-    #[serde(default, borrow)]
-    tool_calls: Field<'a>,
-    #[serde(default, borrow)]
-    function_call: Field<'a>,
-}
+use crate::proxy::{json, scan};
 
 /// A plain answer's text (if any) and raw `usage` (if any).
 type Plain<'a> = (Option<Cow<'a, str>>, Option<&'a [u8]>);
 
+/// The fields of a choice read here, in this order.
+const CHOICE: [&[u8]; 3] = [b"index", b"message", b"text"];
+/// The fields of a message read here, in this order.
+const MESSAGE: [&[u8]; 3] = [b"content", b"tool_calls", b"function_call"];
+
 /// What `Capture::absorb_body` would take from a body whose top-level fields are these
 /// (`[error, usage, choices, output, output_text, object, text, data]` as the scan found them):
-/// the chosen choice's text (if any) and the raw `usage` value. None when the body is not of this
-/// shape, or when serde would read it differently from a value tree (a repeated key, a type not
-/// expected here, tool calls, content parts, an error, embeddings); the caller then reads values.
+/// the chosen choice's text (if any) and the raw `usage` value. Every field the value reading
+/// would parse is checked to be JSON first (a malformed one makes that reading fail, so it must
+/// here too); a repeated key counts its last value, as in the value reading's maps. None when
+/// the body is not of this shape (choices that are not an array of objects, a message that is
+/// not an object, tool calls, content parts, an error, embeddings); the caller then reads values.
 pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<Plain<'a>> {
     let [error, usage, choices, output, output_text, object, text, data] = *fields;
     if error.is_some_and(|e| e != b"null") || data.is_some() {
         return None;
     }
-    // Fields the value reading would parse (and so reject if malformed) but not use here.
-    for unused in [output, output_text, object, text].into_iter().flatten() {
-        serde_json::from_slice::<IgnoredAny>(unused).ok()?;
+    let choices = choices?;
+    if !choices.starts_with(b"[")
+        || ![Some(choices), usage, output, output_text, object, text].into_iter().flatten().all(json::valid)
+    {
+        return None;
     }
-    // Checked as the value reading would (it must be JSON), then read as raw text.
-    if let Some(u) = usage {
-        serde_json::from_slice::<IgnoredAny>(u).ok()?;
+    let mut chosen = None;
+    for (pos, choice) in scan::element_fields(choices, CHOICE).enumerate() {
+        let [index, message, text] = choice?;
+        if index.and_then(index_of).unwrap_or(pos as u64) == 0 {
+            chosen = Some((message, text));
+            break;
+        }
     }
-    let choices: Vec<Choice<'a>> = serde_json::from_slice(choices?).ok()?;
-    let chosen = choices
-        .iter()
-        .enumerate()
-        .find(|(pos, c)| c.index.0.and_then(index).unwrap_or(*pos as u64) == 0)
-        .map(|(_, c)| c);
-    let Some(choice) = chosen else { return Some((None, usage)) };
-    let text = match choice.message.0 {
+    let Some((message, choice_text)) = chosen else { return Some((None, usage)) };
+    let text = match message {
         Some(raw) => {
-            let msg: Message<'a> = serde_json::from_str(raw.get()).ok()?;
-            if msg.tool_calls.0.is_some() || msg.function_call.0.is_some() {
+            if !raw.starts_with(b"{") {
                 return None;
             }
-            match msg.content.0 {
-                Some(c) if c.get().starts_with('[') => return None,
+            let [content, tool_calls, function_call] = scan::top_level_fields(raw, MESSAGE)?;
+            if tool_calls.is_some() || function_call.is_some() {
+                return None;
+            }
+            match content {
+                Some(c) if c.starts_with(b"[") => return None,
                 Some(c) => string(c)?,
                 None => None,
             }
         }
-        None => match choice.text.0 {
+        None => match choice_text {
             Some(t) => string(t)?,
             None => None,
         },
@@ -86,22 +65,20 @@ pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<Plain<'a>> {
 }
 
 /// A choice's `index` as `Value::as_u64` reads it.
-fn index(raw: &RawValue) -> Option<u64> {
-    let s = raw.get();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().ok();
+fn index_of(raw: &[u8]) -> Option<u64> {
+    if !raw.is_empty() && raw.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(raw).ok()?.parse().ok();
     }
-    serde_json::from_str::<Value>(s).ok()?.as_u64()
+    serde_json::from_slice::<Value>(raw).ok()?.as_u64()
 }
 
 /// `Some(Some(text))` for a JSON string, `Some(None)` for any other value (which adds no text).
-fn string(raw: &RawValue) -> Option<Option<Cow<'_, str>>> {
-    let s = raw.get();
-    if !s.starts_with('"') {
+fn string(raw: &[u8]) -> Option<Option<Cow<'_, str>>> {
+    if !raw.starts_with(b"\"") {
         return Some(None);
     }
-    let text = serde_json::from_str::<&str>(s)
+    let text = serde_json::from_slice::<&str>(raw)
         .map(Cow::Borrowed)
-        .or_else(|_| serde_json::from_str::<String>(s).map(Cow::Owned));
+        .or_else(|_| serde_json::from_slice::<String>(raw).map(Cow::Owned));
     Some(Some(text.ok()?))
 }

@@ -569,6 +569,15 @@ fn plain_answers_read_as_the_values_read_them() {
         r#"{"error":{"message":"no"},"choices":[]}"#,
         r#"{"choices":[1,2],"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#,
         r#"{"choices":[],"object":"chat.completion","text":nul}"#,
+        // Malformed inside the fields read: the value reading gets nothing, and so must the fast one.
+        r#"{"choices":[{"index":0,"message":{"content":"x"},"logprobs":tru}]}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":1,}}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x","refusal":01}}]}"#,
+        // Choices and messages of other shapes.
+        r#"{"choices":[[0,{"content":"x"}]]}"#,
+        r#"{"choices":{"index":0,"message":{"content":"x"}}}"#,
+        r#"{"choices":[{"index":0,"message":[{"content":"x"}]}]}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x"}},7]}"#,
     ] {
         assert_eq!(capture_all(Format::Json, BIG, body.as_bytes()), by_values(body.as_bytes()), "{body}");
     }
