@@ -1,4 +1,4 @@
-//! A strict one-pass JSON reader for request bodies: checks the body is a JSON object and finds its top-level fields, leaving whatever it does not handle to serde_json.
+//! A strict one-pass JSON reader: checks a request body is a JSON object and finds its top-level fields, or checks one value whole, leaving whatever it does not handle to serde_json.
 
 use std::ops::Range;
 
