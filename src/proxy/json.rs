@@ -14,7 +14,7 @@ pub fn object_fields(body: &[u8], mut field: impl FnMut(Range<usize>, Range<usiz
     if std::str::from_utf8(body).is_err() {
         return false;
     }
-    let mut r = Reader { b: body, i: 0 };
+    let mut r = Reader { b: body, i: 0, finite: false };
     r.ws();
     if r.peek() != Some(b'{') {
         return false;
@@ -38,14 +38,15 @@ pub fn object_fields(body: &[u8], mut field: impl FnMut(Range<usize>, Range<usiz
     read.is_some() && r.i == body.len()
 }
 
-/// Whether `raw` is one JSON value (with surrounding whitespace) this reader accepts; serde_json
-/// accepts every such value. False for invalid JSON, bytes that are not UTF-8, and nesting
-/// deeper than [`MAX_DEPTH`].
+/// Whether `raw` is one JSON value (with surrounding whitespace) that serde_json reads into a
+/// value tree. False for invalid JSON, bytes that are not UTF-8, nesting deeper than
+/// [`MAX_DEPTH`], and numbers past f64's range (which a value tree refuses, where skipping over
+/// a field does not).
 pub fn valid(raw: &[u8]) -> bool {
     if std::str::from_utf8(raw).is_err() {
         return false;
     }
-    let mut r = Reader { b: raw, i: 0 };
+    let mut r = Reader { b: raw, i: 0, finite: true };
     r.ws();
     let read = r.value(0);
     r.ws();
@@ -55,6 +56,8 @@ pub fn valid(raw: &[u8]) -> bool {
 struct Reader<'a> {
     b: &'a [u8],
     i: usize,
+    /// Refuse numbers past f64's range, as serde_json's value tree does.
+    finite: bool,
 }
 
 impl Reader<'_> {
@@ -124,21 +127,30 @@ impl Reader<'_> {
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
     fn number(&mut self) -> Option<()> {
+        let start = self.i;
         self.eat(b'-');
+        let whole = self.i;
         match self.peek()? {
             b'0' => self.i += 1,
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        // Fewer whole digits than this, and no exponent, cannot reach f64's largest (~1.8e308).
+        let long = self.i - whole > 300;
         if self.eat(b'.') {
             self.some_digits()?;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.i += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.i += 1;
             }
             self.some_digits()?;
+        }
+        if self.finite && (long || exponent) {
+            let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+            return text.parse::<f64>().ok().filter(|n| n.is_finite()).map(drop);
         }
         Some(())
     }
@@ -266,6 +278,14 @@ mod tests {
             assert!(!valid(bad.as_bytes()), "{bad:?}");
         }
         assert!(!valid(b"\"\xff\""));
+        // Past f64's range: refused, as by a value tree; tiny magnitudes are zero, not errors.
+        for (n, ok) in [("1e400", false), ("-2E+309", false), ("1.7e308", true), ("1e-400", true), ("0.5e-9", true)] {
+            assert_eq!(valid(n.as_bytes()), ok, "{n}");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(n).is_ok(), ok, "serde on {n}");
+        }
+        let digits = |n: usize| format!("1{}", "0".repeat(n));
+        assert!(valid(digits(300).as_bytes()) && !valid(digits(400).as_bytes()));
+        assert!(serde_json::from_str::<serde_json::Value>(&digits(400)).is_err());
         let deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(!valid(deep.as_bytes()));
     }

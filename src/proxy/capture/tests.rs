@@ -436,12 +436,27 @@ fn json_over_cap_is_truncated_and_released() {
     let body = json!({"choices": [{"index": 0, "message": {"content": "y".repeat(10 << 20)}}],
                           "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
     .to_string();
+    // Large frames (each over the cap), and a small first frame held as it came, then more.
+    for first in [64 * 1024, 100] {
+        let mut c = Capture::new(Format::Json, cap);
+        let (head, rest) = body.as_bytes().split_at(first);
+        c.push(&Bytes::copy_from_slice(head));
+        for chunk in rest.chunks(64 * 1024) {
+            c.push(&Bytes::copy_from_slice(chunk));
+            assert!(c.raw.len() <= cap);
+        }
+        assert_eq!(c.raw.capacity(), 0);
+        assert!(c.first.is_none(), "the held frame is released");
+        let out = c.finish();
+        assert!(out.truncated);
+        assert!(out.usage.is_none());
+        assert_eq!(out.text, "");
+        assert_eq!(out.bytes, body.len() as u64);
+    }
     let mut c = Capture::new(Format::Json, cap);
     for chunk in body.as_bytes().chunks(64 * 1024) {
         c.push(&Bytes::copy_from_slice(chunk));
-        assert!(c.raw.len() <= cap);
     }
-    assert_eq!(c.raw.capacity(), 0);
     let out = c.finish();
     assert!(out.truncated);
     assert!(out.usage.is_none());
@@ -573,6 +588,10 @@ fn plain_answers_read_as_the_values_read_them() {
         r#"{"choices":[{"index":0,"message":{"content":"x"},"logprobs":tru}]}"#,
         r#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":1,}}"#,
         r#"{"choices":[{"index":0,"message":{"content":"x","refusal":01}}]}"#,
+        // Numbers past f64's range, which a full parse refuses.
+        r#"{"choices":[{"index":0,"message":{"content":"x"},"logprobs":1e400}]}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":-2E+309}}"#,
+        r#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":1e-400}}"#,
         // Choices and messages of other shapes.
         r#"{"choices":[[0,{"content":"x"}]]}"#,
         r#"{"choices":{"index":0,"message":{"content":"x"}}}"#,
