@@ -5,9 +5,9 @@ use http::header::HeaderName;
 use crate::client::codec::tokens;
 use crate::raw_headers::RawHeaders;
 
-/// The router's own headers, as constants: a name from a string is parsed and hashed on every use.
+/// The request id's name, as a constant for the header maps of the router's own answers (a
+/// name from a string is parsed and hashed on every use).
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_SHADOWROUTE_MODEL: HeaderName = HeaderName::from_static("x-shadowroute-model");
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), stripped in both directions (responses by
 /// the upstream client, which hands back end-to-end headers only). Names are told apart by
