@@ -10,11 +10,21 @@ const MAX_DEPTH: usize = 100;
 /// this reader accepts; serde_json accepts every such body and finds the same fields. False
 /// for invalid JSON and for what is left to serde_json: a top-level key with escapes, or
 /// nesting deeper than [`MAX_DEPTH`]. After false, `field` may have been called for a prefix.
-pub fn object_fields(body: &[u8], mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
+pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
+    fields(body, false, field)
+}
+
+/// [`object_fields`] for a body that must also read into a value tree: numbers past f64's
+/// range are refused too (see [`valid`]).
+pub fn tree_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
+    fields(body, true, field)
+}
+
+fn fields(body: &[u8], finite: bool, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
     if std::str::from_utf8(body).is_err() {
         return false;
     }
-    let mut r = Reader { b: body, i: 0, finite: false };
+    let mut r = Reader { b: body, i: 0, finite };
     r.ws();
     if r.peek() != Some(b'{') {
         return false;

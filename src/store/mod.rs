@@ -89,7 +89,8 @@ pub struct StoreError(pub String);
 
 /// The operations every backend provides (SQLite now; PostgreSQL for several replicas).
 pub trait Store: Send {
-    fn comparison(&mut self, r: &ComparisonRecord) -> Result<(), StoreError>;
+    /// Inserts comparison records in order; one error for each that did not land.
+    fn comparisons(&mut self, records: &[&ComparisonRecord]) -> Vec<StoreError>;
     fn decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError>;
     /// Sets (`Some`) or clears (`None`) the override of a route.
     fn set_override(&mut self, route: &str, o: Option<&Override>) -> Result<(), StoreError>;
@@ -253,21 +254,32 @@ fn run(mut store: Option<Box<dyn Store>>, rx: Receiver<Write>, errors: IntCounte
             continue;
         };
         let in_tx = s.begin().is_ok();
-        for w in batch.drain(..) {
+        let mut rest = &batch[..];
+        while let Some(w) = rest.first() {
             let op = w.op();
-            let result = match &w {
-                Write::Comparison(r) => s.comparison(r),
-                Write::Decision(d) => s.decision(d),
-                Write::Override { route, value } => s.set_override(route, value.as_ref()),
-                Write::Feedback(f) => s.feedback(f),
-                Write::Prune { max_age, max_rows } => s.prune(*max_age, *max_rows).map(|_| ()),
-                Write::Stop => Ok(()),
+            // A run of comparisons (the bulk of the writes) is inserted by one call.
+            let run: Vec<&ComparisonRecord> = rest
+                .iter()
+                .map_while(|w| match w {
+                    Write::Comparison(r) => Some(&**r),
+                    _ => None,
+                })
+                .collect();
+            let failed = match w {
+                Write::Comparison(_) => s.comparisons(&run),
+                Write::Decision(d) => s.decision(d).err().into_iter().collect(),
+                Write::Override { route, value } => s.set_override(route, value.as_ref()).err().into_iter().collect(),
+                Write::Feedback(f) => s.feedback(f).err().into_iter().collect(),
+                Write::Prune { max_age, max_rows } => s.prune(*max_age, *max_rows).err().into_iter().collect(),
+                Write::Stop => Vec::new(),
             };
-            if let Err(e) = result {
+            rest = &rest[run.len().max(1)..];
+            for e in failed {
                 errors.with_label_values(&[op]).inc();
                 tracing::warn!(error = %e, op, "state store write failed");
             }
         }
+        batch.clear();
         if in_tx {
             if let Err(e) = s.commit() {
                 errors.with_label_values(&["commit"]).inc();

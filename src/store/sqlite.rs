@@ -56,45 +56,52 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn comparison(&mut self, r: &ComparisonRecord) -> Result<(), StoreError> {
-        let (req, lead, cand) = match &r.payload {
-            Some(p) => (Some(p.request.as_str()), Some(p.leader.as_str()), Some(p.candidate.as_str())),
-            None => (None, None, None),
+    fn comparisons(&mut self, records: &[&ComparisonRecord]) -> Vec<StoreError> {
+        // One prepared statement for the whole run: the statement cache's lookup and return
+        // (hashing the SQL text twice) would otherwise cost as much again per row.
+        let mut stmt = match self.conn.prepare_cached(
+            "INSERT INTO comparisons (at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge,
+             judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out,
+             cost_usd, payload_request, payload_leader, payload_candidate)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        ) {
+            Ok(stmt) => stmt,
+            Err(e) => return records.iter().map(|_| StoreError(e.to_string())).collect(),
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO comparisons (at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge,
-                 judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out,
-                 cost_usd, payload_request, payload_leader, payload_candidate)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-            )
-            .map_err(err)?;
-        stmt.execute(params![
-            r.at_ms,
-            r.route,
-            r.candidate,
-            r.leader,
-            r.segment,
-            r.request_id,
-            r.outcome,
-            r.agreement,
-            r.noise,
-            r.judge,
-            r.judge_inconclusive,
-            r.leader_ttft_ms,
-            r.leader_total_ms,
-            r.candidate_ttft_ms,
-            r.candidate_total_ms,
-            r.tokens_in as i64,
-            r.tokens_out as i64,
-            r.cost_usd,
-            req,
-            lead,
-            cand
-        ])
-        .map(|_| ())
-        .map_err(err)
+        let mut failed = Vec::new();
+        for r in records {
+            let (req, lead, cand) = match &r.payload {
+                Some(p) => (Some(p.request.as_str()), Some(p.leader.as_str()), Some(p.candidate.as_str())),
+                None => (None, None, None),
+            };
+            let inserted = stmt.execute(params![
+                r.at_ms,
+                r.route,
+                r.candidate,
+                r.leader,
+                r.segment,
+                r.request_id,
+                r.outcome,
+                r.agreement,
+                r.noise,
+                r.judge,
+                r.judge_inconclusive,
+                r.leader_ttft_ms,
+                r.leader_total_ms,
+                r.candidate_ttft_ms,
+                r.candidate_total_ms,
+                r.tokens_in as i64,
+                r.tokens_out as i64,
+                r.cost_usd,
+                req,
+                lead,
+                cand
+            ]);
+            if let Err(e) = inserted {
+                failed.push(err(e));
+            }
+        }
+        failed
     }
 
     fn decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError> {
@@ -240,9 +247,8 @@ mod tests {
                 evidence: serde_json::json!({"samples": 400}),
             };
             s.decision(&d).unwrap();
-            for i in 0..10 {
-                s.comparison(&record(i)).unwrap();
-            }
+            let records: Vec<ComparisonRecord> = (0..10).map(record).collect();
+            assert!(s.comparisons(&records.iter().collect::<Vec<_>>()).is_empty());
             assert_eq!(s.prune(Duration::from_secs(3600), 4).unwrap(), 6);
             assert_eq!(s.count_comparisons().unwrap(), 4);
         }

@@ -212,12 +212,8 @@ impl Capture {
             };
             let row: Vec<f32> = match embedding {
                 Value::Array(xs) => xs.iter().filter_map(Value::as_f64).map(|x| x as f32).collect(),
-                // `encoding_format: base64` (the official SDKs' default) packs little-endian f32s.
-                Value::String(b64) => match decode_base64(b64) {
-                    Some(bytes) => bytes
-                        .chunks_exact(4)
-                        .filter_map(|c| <[u8; 4]>::try_from(c).ok().map(f32::from_le_bytes))
-                        .collect(),
+                Value::String(b64) => match base64_row(b64) {
+                    Some(row) => row,
                     None => continue,
                 },
                 _ => continue,

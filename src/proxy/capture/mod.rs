@@ -7,7 +7,7 @@ use std::mem;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::scan;
+use super::{json, scan};
 
 /// Floor for the SSE line and event buffers. Usage rides in the last event and some terminal
 /// events (`response.completed`) echo the whole response, so a tiny `cap` must not starve them.
@@ -279,7 +279,7 @@ impl Capture {
             }
             // Not an object the scan can walk: read below for what it is.
         }
-        let fields = scan_fields(body);
+        let fields = read_fields(body);
         if let Some((text, usage)) = fields.as_ref().and_then(plain::read) {
             if let Some(u) = usage.and_then(usage_of) {
                 self.usage = Some(u);
@@ -289,7 +289,14 @@ impl Capture {
             }
             return;
         }
-        match fields.and_then(fields_value).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
+        if let Some((rows, usage)) = fields.as_ref().and_then(plain::embeddings) {
+            if let Some(u) = usage.and_then(usage_of) {
+                self.usage = Some(u);
+            }
+            self.embeddings = rows;
+            return;
+        }
+        match fields.and_then(|f| fields_value(f.raw)).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
             Ok(v) => self.absorb_body(&v),
             // Some upstreams stream while labelling the body JSON; read it as what it is.
             Err(_) if body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b":") => {
@@ -304,14 +311,33 @@ impl Capture {
 /// The top-level fields `absorb_body` reads.
 const READ: [&[u8]; 8] = [b"error", b"usage", b"choices", b"output", b"output_text", b"object", b"text", b"data"];
 
-/// The raw text of the `READ` fields, found by the structural scan. None sends the caller to a
-/// full parse: a body that is not an object the scan walks, or a `\u` escape anywhere (the only
-/// way a key could spell one of these names differently).
-fn scan_fields(body: &[u8]) -> Option<[Option<&[u8]>; 8]> {
+/// The raw text of a body's `READ` fields (`[error, usage, choices, output, output_text,
+/// object, text, data]`).
+pub(super) struct Fields<'a> {
+    pub raw: [Option<&'a [u8]>; 8],
+    /// The whole body was checked to be JSON a value tree reads, so the fields need no check.
+    pub checked: bool,
+}
+
+/// The `READ` fields: by the strict reader's one pass, which checks the whole body as it goes,
+/// or where it refuses the body, by the structural scan, which checks nothing. None sends the
+/// caller to a full parse: a body that is not an object the scan walks, or a `\u` escape
+/// anywhere (the only way a key could spell a name the readings look for differently).
+fn read_fields(body: &[u8]) -> Option<Fields<'_>> {
     if memchr::memmem::find(body, b"\\u").is_some() {
         return None;
     }
-    scan::top_level_fields(body, READ)
+    let mut raw = [None; 8];
+    let checked = json::tree_fields(body, |key, value| {
+        let name = &body[key];
+        if let Some(slot) = READ.iter().position(|read| *read == name) {
+            raw[slot] = Some(&body[value]);
+        }
+    });
+    if checked {
+        return Some(Fields { raw, checked });
+    }
+    scan::top_level_fields(body, READ).map(|raw| Fields { raw, checked: false })
 }
 
 /// The `READ` fields as an object of just those, without building values for the rest (ids,
@@ -374,6 +400,13 @@ fn floor_boundary(s: &str, max: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// An embedding sent as base64 (`encoding_format: base64`, the official SDKs' default):
+/// little-endian f32s; `None` when the text is not base64.
+fn base64_row(s: &str) -> Option<Vec<f32>> {
+    let bytes = decode_base64(s)?;
+    Some(bytes.chunks_exact(4).filter_map(|c| <[u8; 4]>::try_from(c).ok().map(f32::from_le_bytes)).collect())
 }
 
 /// Standard or URL-safe alphabet, padding optional; `None` on any other byte.

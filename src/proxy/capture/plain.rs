@@ -1,13 +1,17 @@
-//! The usual chat or completion answer (plain text in its chosen choice) read from raw fields without a value tree; anything else is left to the value reading.
+//! The usual answers (a chat or completion answer's plain text, an embeddings answer's rows) read from raw fields without a value tree; anything else is left to the value reading.
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::Fields;
 use crate::proxy::{json, scan};
 
 /// A plain answer's text (if any) and raw `usage` (if any).
 type Plain<'a> = (Option<Cow<'a, str>>, Option<&'a [u8]>);
+
+/// An embeddings answer's rows in index order and raw `usage` (if any).
+type Rows<'a> = (Vec<Vec<f32>>, Option<&'a [u8]>);
 
 /// The fields of a choice read here, in this order.
 const CHOICE: [&[u8]; 3] = [b"index", b"message", b"text"];
@@ -15,20 +19,21 @@ const CHOICE: [&[u8]; 3] = [b"index", b"message", b"text"];
 const MESSAGE: [&[u8]; 3] = [b"content", b"tool_calls", b"function_call"];
 
 /// What `Capture::absorb_body` would take from a body whose top-level fields are these
-/// (`[error, usage, choices, output, output_text, object, text, data]` as the scan found them):
-/// the chosen choice's text (if any) and the raw `usage` value. Every field the value reading
-/// would parse is checked to be JSON first (a malformed one makes that reading fail, so it must
-/// here too); a repeated key counts its last value, as in the value reading's maps. None when
+/// (`[error, usage, choices, output, output_text, object, text, data]`): the chosen choice's
+/// text (if any) and the raw `usage` value. Unless the whole body was checked, every field the
+/// value reading would parse is checked to be JSON first (a malformed one makes that reading
+/// fail, so it must here too); a repeated key counts its last value, as in the value reading's maps. None when
 /// the body is not of this shape (choices that are not an array of objects, a message that is
 /// not an object, tool calls, content parts, an error, embeddings); the caller then reads values.
-pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<Plain<'a>> {
-    let [error, usage, choices, output, output_text, object, text, data] = *fields;
+pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
+    let [error, usage, choices, output, output_text, object, text, data] = fields.raw;
     if error.is_some_and(|e| e != b"null") || data.is_some() {
         return None;
     }
     let choices = choices?;
     if !choices.starts_with(b"[")
-        || ![Some(choices), usage, output, output_text, object, text].into_iter().flatten().all(json::valid)
+        || !fields.checked
+            && ![Some(choices), usage, output, output_text, object, text].into_iter().flatten().all(json::valid)
     {
         return None;
     }
@@ -62,6 +67,42 @@ pub(super) fn read<'a>(fields: &[Option<&'a [u8]>; 8]) -> Option<Plain<'a>> {
         },
     };
     Some((text, usage))
+}
+
+/// What `Capture::absorb_body` would take from an embeddings answer with these top-level
+/// fields (as for [`read`]): the rows of `data` and the raw `usage` value. A row given as an
+/// array of numbers is read by serde as numbers (so each is the value reading's f64), one given
+/// as base64 is decoded; elements without an embedding are skipped, as there. None when the
+/// body is not of this shape (an error, choices, output or text besides the data, a row array
+/// holding anything but numbers); the caller then reads values.
+pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
+    let [error, usage, choices, output, output_text, object, text, data] = fields.raw;
+    let data = data?;
+    let others_absent = [choices, output, output_text, text].iter().all(Option::is_none);
+    // `object` is compared as written: the caller's scan refuses bodies with `\u` escapes.
+    if !others_absent
+        || error.is_some_and(|e| e != b"null")
+        || object == Some(br#""response""#)
+        || !data.starts_with(b"[")
+        || !fields.checked && ![Some(data), usage, object].into_iter().flatten().all(json::valid)
+    {
+        return None;
+    }
+    let mut rows = Vec::new();
+    for (pos, item) in scan::element_fields(data, [b"index", b"embedding"]).enumerate() {
+        let Some([index, Some(embedding)]) = item else { continue };
+        let row = match embedding.first() {
+            Some(b'[') => serde_json::from_slice::<Vec<f64>>(embedding).ok()?.into_iter().map(|x| x as f32).collect(),
+            Some(b'"') => match string(embedding)?.and_then(|b64| super::base64_row(&b64)) {
+                Some(row) => row,
+                None => continue,
+            },
+            _ => continue,
+        };
+        rows.push((index.and_then(index_of).unwrap_or(pos as u64), row));
+    }
+    rows.sort_by_key(|(index, _)| *index);
+    Some((rows.into_iter().map(|(_, row)| row).collect(), usage))
 }
 
 /// A choice's `index` as `Value::as_u64` reads it.

@@ -536,14 +536,14 @@ fn base64_decoder() {
     assert!(decode_base64("a*b").is_none());
 }
 
-fn read_fields(body: &[u8]) -> Option<Value> {
-    scan_fields(body).and_then(fields_value)
+fn read_values(body: &[u8]) -> Option<Value> {
+    read_fields(body).and_then(|f| fields_value(f.raw))
 }
 
 #[test]
 fn only_the_fields_read_are_parsed_and_escaped_keys_still_count() {
     let plain = br#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Paris"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-    let v = read_fields(plain).unwrap();
+    let v = read_values(plain).unwrap();
     assert!(v.get("id").is_none() && v.get("model").is_none());
     assert_eq!(v["choices"][0]["message"]["content"], "Paris");
     let c = capture_all(Format::Json, BIG, plain);
@@ -551,11 +551,11 @@ fn only_the_fields_read_are_parsed_and_escaped_keys_still_count() {
     assert_eq!(c.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 1)));
     // A key spelled with an escape is the same key: the full parse reads it.
     let escaped = br#"{"ch\u006fices":[{"index":0,"message":{"content":"Rome"}}]}"#;
-    assert!(read_fields(escaped).is_none());
+    assert!(read_values(escaped).is_none());
     assert_eq!(capture_all(Format::Json, BIG, escaped).text, "Rome");
     // The last of a repeated key wins, as in a full parse.
     let twice = br#"{"text":"a","text":"b"}"#;
-    assert_eq!(read_fields(twice).unwrap()["text"], "b");
+    assert_eq!(read_values(twice).unwrap()["text"], "b");
     assert_eq!(capture_all(Format::Json, BIG, twice).text, "b");
 }
 
@@ -601,9 +601,62 @@ fn plain_answers_read_as_the_values_read_them() {
         assert_eq!(capture_all(Format::Json, BIG, body.as_bytes()), by_values(body.as_bytes()), "{body}");
     }
     // The first of those is read without a value tree; content parts are not.
-    let fast = |b: &str| scan_fields(b.as_bytes()).as_ref().and_then(plain::read).is_some();
+    let fast = |b: &str| read_fields(b.as_bytes()).as_ref().and_then(plain::read).is_some();
     assert!(fast(r#"{"choices":[{"index":0,"message":{"content":"Paris"}}],"usage":{"prompt_tokens":3}}"#));
     assert!(!fast(r#"{"choices":[{"message":{"content":[{"type":"text","text":"p"}]}}]}"#));
+}
+
+#[test]
+fn embeddings_answers_read_as_the_values_read_them() {
+    let b64 = |xs: &[f32]| {
+        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        base64_text(&bytes)
+    };
+    let one_two = b64(&[1.0, -2.5]);
+    for body in [
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,-3,1e-3]}],"model":"m","usage":{"prompt_tokens":3,"total_tokens":3}}"#.to_string(),
+        r#"{"data":[{"index":1,"embedding":[1]},{"index":0,"embedding":[2,-0]},{"embedding":[3]},7,{"index":0}]}"#.to_string(),
+        format!(r#"{{"data":[{{"index":0,"embedding":"{one_two}"}},{{"index":1,"embedding":"not base64!"}}]}}"#),
+        r#"{"data":[{"embedding":[1,null,"x",2]}]}"#.to_string(),
+        r#"{"data":[{"embedding":null},{"embedding":{"a":1}},{"embedding":[1],"embedding":[2]}],"error":null}"#.to_string(),
+        r#"{"data":[],"object":"response"}"#.to_string(),
+        r#"{"data":[{"embedding":[1]}],"choices":[{"text":"t"}]}"#.to_string(),
+        r#"{"data":[{"embedding":[1]}],"error":{"message":"no"}}"#.to_string(),
+        r#"{"data":{"embedding":[1]}}"#.to_string(),
+        r#"{"data":[{"index":"1","embedding":[1]},{"index":-1,"embedding":[2]},{"index":1.0,"embedding":[3]}]}"#.to_string(),
+        r#"{"data":[{"embedding":[0.30000000000000004,3.4028235677973366e38,1e-50,123456789012345678901234567890]}]}"#.to_string(),
+        // Malformed or out of range inside the fields read: nothing, as by the value reading.
+        r#"{"data":[{"embedding":[1,]}]}"#.to_string(),
+        r#"{"data":[{"embedding":[1e400]}]}"#.to_string(),
+        r#"{"data":[{"embedding":[1]}],"usage":{"prompt_tokens":01}}"#.to_string(),
+        r#"{"data":[{"embedding":[1],"x":tru}]}"#.to_string(),
+    ] {
+        assert_eq!(capture_all(Format::Json, BIG, body.as_bytes()), by_values(body.as_bytes()), "{body}");
+    }
+    let fast = |b: &str| read_fields(b.as_bytes()).as_ref().and_then(plain::embeddings).is_some();
+    assert!(fast(r#"{"object":"list","data":[{"index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":1}}"#));
+    assert!(fast(&format!(r#"{{"data":[{{"embedding":"{one_two}"}}]}}"#)));
+    assert!(!fast(r#"{"data":[{"embedding":[1,null]}]}"#));
+    // A malformed field the readings do not take is not checked (the value reading of just the
+    // fields read does the same): the scan finds the fields, and the rows are read.
+    let odd = br#"{"id":01,"data":[{"embedding":[1]}]}"#;
+    assert!(read_fields(odd).is_some_and(|f| !f.checked));
+    assert_eq!(capture_all(Format::Json, BIG, odd).embeddings, vec![vec![1.0]]);
+    assert!(read_fields(br#"{"id":1,"data":[]}"#).is_some_and(|f| f.checked));
+}
+
+/// Standard base64 with padding, for building test bodies.
+fn base64_text(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+        out.push_str(&"=".repeat(3 - chunk.len()));
+    }
+    out
 }
 
 use proptest::strategy::Strategy as _;
@@ -657,6 +710,56 @@ proptest::proptest! {
         if let Some(u) = usage { body.insert("usage".into(), u); }
         if let Some(e) = error { body.insert("error".into(), e); }
         let text = Value::Object(body).to_string();
+        proptest::prop_assert_eq!(capture_all(Format::Json, BIG, text.as_bytes()), by_values(text.as_bytes()), "{}", text);
+    }
+}
+
+proptest::proptest! {
+    /// Over generated embeddings answers, the fast reading captures exactly what the value
+    /// reading does (rows of every number shape serde writes, base64 rows, odd elements).
+    #[test]
+    fn embeddings_readings_agree_with_values(
+        rows in proptest::collection::vec(
+            proptest::prop_oneof![
+                (
+                    proptest::option::of(proptest::prop_oneof![
+                        (0u64..4).prop_map(|i| json!(i)), proptest::strategy::Just(json!(-1)),
+                        proptest::strategy::Just(json!("1")), proptest::strategy::Just(Value::Null),
+                    ]),
+                    proptest::option::of(proptest::prop_oneof![
+                        proptest::collection::vec(proptest::num::f32::ANY.prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)), 0..6).prop_map(Value::Array),
+                        proptest::collection::vec(proptest::num::f64::NORMAL.prop_map(|f| json!(f)), 0..6).prop_map(Value::Array),
+                        proptest::collection::vec(proptest::num::i64::ANY.prop_map(|n| json!(n)), 0..4).prop_map(Value::Array),
+                        proptest::collection::vec(proptest::num::f32::NORMAL, 0..4).prop_map(|xs| {
+                            json!(base64_text(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+                        }),
+                        proptest::strategy::Just(json!([1, null])),
+                        proptest::strategy::Just(json!("*")),
+                        proptest::strategy::Just(Value::Null),
+                    ]),
+                )
+                    .prop_map(|(index, embedding)| {
+                        let mut row = serde_json::Map::new();
+                        row.insert("object".into(), json!("embedding"));
+                        if let Some(i) = index { row.insert("index".into(), i); }
+                        if let Some(e) = embedding { row.insert("embedding".into(), e); }
+                        Value::Object(row)
+                    }),
+                proptest::strategy::Just(json!(7)),
+            ],
+            0..4,
+        ),
+        usage in proptest::option::of((0u64..1000).prop_map(|n| json!({"prompt_tokens": n, "total_tokens": n}))),
+        object in proptest::option::of(proptest::prop_oneof![proptest::strategy::Just("list"), proptest::strategy::Just("response")]),
+        pretty in proptest::bool::ANY,
+    ) {
+        let mut body = serde_json::Map::new();
+        if let Some(o) = object { body.insert("object".into(), json!(o)); }
+        body.insert("data".into(), Value::Array(rows));
+        body.insert("model".into(), json!("m"));
+        if let Some(u) = usage { body.insert("usage".into(), u); }
+        let body = Value::Object(body);
+        let text = if pretty { serde_json::to_string_pretty(&body).unwrap() } else { body.to_string() };
         proptest::prop_assert_eq!(capture_all(Format::Json, BIG, text.as_bytes()), by_values(text.as_bytes()), "{}", text);
     }
 }
