@@ -43,7 +43,8 @@ cargo build --release --locked -q -p shadowroute -p loadgen
 SR=$ROOT/target/release/shadowroute
 LG=$ROOT/target/release/loadgen
 CPUS=$(nproc)
-PIN_PROXY="taskset -c $((CPUS > 1 ? 1 : 0))"
+PROXY_CPU=$((CPUS > 1 ? 1 : 0))
+PIN_PROXY="taskset -c $PROXY_CPU"
 PIN_LOAD="taskset -c 0"
 
 PIDS=()
@@ -204,22 +205,35 @@ tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c";
 # CPU ticks as "user system", summed over the tree.
 cpu_ticks() { [ -z "$1" ] && { echo "0 0"; return; }; for p in $(tree "$1"); do awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{u+=$1; s+=$2} END {print u+0, s+0}'; }
 hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
+# A core's ticks from /proc/stat as "busy idle": busy counts user, system, interrupt and softirq
+# time (on loopback much of a proxy's TCP work runs as softirq, which no process is charged for).
+core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
 measure() { # round target
-  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1
-  c0=$(cpu_ticks "$pid")
+  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1
+  c0=$(cpu_ticks "$pid"); k0=$(core_ticks "$PROXY_CPU"); l0=$(core_ticks 0)
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode closed --concurrency "$CONC" --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-closed.json" > /dev/null
-  c1=$(cpu_ticks "$pid")
-  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" <<'PY'
+  c1=$(cpu_ticks "$pid"); k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0)
+  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" <<'PY'
 import json, sys
 path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)
 (u0, s0), (u1, s1) = map(int, c0), map(int, c1)
-r = json.load(open(path)); n = r["ok"] + r["errors"]
+(kb0, ki0), (kb1, ki1), (lb0, li0), (lb1, li1) = (map(int, a.split()) for a in sys.argv[6:10])
+r = json.load(open(path))
+# CPU time is read over the whole run, so it is divided by every request answered in it.
+n = r["answered_with_warmup"]
 per_10k = lambda ticks: round(ticks / tck / n * 10000, 4)
 r["cpu_s_per_10k"] = per_10k(u1 + s1 - u0 - s0) if n and u1 + s1 > u0 + s0 else None
 r["cpu_user_s_per_10k"] = per_10k(u1 - u0) if r["cpu_s_per_10k"] else None
 r["cpu_sys_s_per_10k"] = per_10k(s1 - s0) if r["cpu_s_per_10k"] else None
 r["peak_rss_mib"] = round(hwm / 1024, 1) if hwm else None
+# The proxy's core as a whole: how busy it was, and requests per second of its busy time (the
+# throughput one saturated core would give). Only with a core to itself, and not for direct.
+busy = lambda b0, i0, b1, i1: (b1 - b0) / max(1, b1 - b0 + i1 - i0)
+r["load_core_busy"] = round(busy(lb0, li0, lb1, li1), 4)
+own_core = int(sys.argv[10]) > 1 and c1 != c0
+r["proxy_core_busy"] = round(busy(kb0, ki0, kb1, ki1), 4) if own_core else None
+r["per_core_rps"] = round(n / ((kb1 - kb0) / tck)) if own_core and kb1 > kb0 and n else None
 json.dump(r, open(path, "w"))
 PY
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null

@@ -40,8 +40,8 @@ def cell(v, fmt="{:.0f}"):
 
 
 print(f"Rounds per target: {len(runs.get((order[0], 'closed'), []))}. Median (min–max) over rounds.\n")
-print("| target | throughput req/s (closed loop) | p50 ms | p99 ms | p99.9 ms at fixed rate | added p99 over direct ms | CPU s / 10k req | peak RSS MiB | SSE TTFT p50 ms | TTFT over direct ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| target | throughput req/s (closed loop) | load core busy % | proxy core busy % | req/s per busy proxy core | p50 ms | p99 ms | p99.9 ms at fixed rate | added p99 over direct ms | CPU s / 10k req | peak RSS MiB | SSE TTFT p50 ms | TTFT over direct ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 direct_p99 = med("direct", "open", "latency", "p99_ms")[0]
 direct_ttft = med("direct", "sse", "ttft", "p50_ms")[0]
 for t in order:
@@ -49,7 +49,9 @@ for t in order:
     ttft = med(t, "sse", "ttft", "p50_ms")
     added = "-" if p99[0] is None or direct_p99 is None or t == "direct" else f"{p99[0] - direct_p99:+.3f}"
     tt_added = "-" if ttft[0] is None or direct_ttft is None or t == "direct" else f"{ttft[0] - direct_ttft:+.3f}"
-    print(f"| {t} | {cell(med(t, 'closed', 'throughput_rps'))} | {cell(med(t, 'open', 'latency', 'p50_ms'), '{:.3f}')} | "
+    pct = lambda key: tuple(None if v is None else v * 100 for v in med(t, "closed", key))
+    print(f"| {t} | {cell(med(t, 'closed', 'throughput_rps'))} | {cell(pct('load_core_busy'))} | {cell(pct('proxy_core_busy'))} | "
+          f"{cell(med(t, 'closed', 'per_core_rps'))} | {cell(med(t, 'open', 'latency', 'p50_ms'), '{:.3f}')} | "
           f"{cell(p99, '{:.3f}')} | {cell(med(t, 'open', 'latency', 'p999_ms'), '{:.3f}')} | {added} | "
           f"{cell(med(t, 'closed', 'cpu_s_per_10k'), '{:.3f}')} | {cell(med(t, 'closed', 'peak_rss_mib'), '{:.1f}')} | "
           f"{cell(ttft, '{:.3f}')} | {tt_added} |")
@@ -67,9 +69,11 @@ print()
 for peer in ["nginx", "litellm"]:
     if (peer, "closed") in runs:
         print(f"- shadowroute (shadowing off) / {peer}: throughput {ratio('shadowroute-off', peer, 'throughput_rps')}, "
+              f"per busy proxy core {ratio('shadowroute-off', peer, 'per_core_rps')}, "
               f"CPU per request {ratio('shadowroute-off', peer, 'cpu_s_per_10k')}")
 if ("shadowroute-10", "closed") in runs:
     print(f"- 10 % shadowing / shadowing off: throughput {ratio('shadowroute-10', 'shadowroute-off', 'throughput_rps')}, "
+          f"per busy proxy core {ratio('shadowroute-10', 'shadowroute-off', 'per_core_rps')}, "
           f"p99 at fixed rate {ratio('shadowroute-10', 'shadowroute-off', 'latency', 'p99_ms', 'open')}")
 split = [t for t in order if med(t, "closed", "cpu_user_s_per_10k")[0] is not None]
 if split:
@@ -91,7 +95,8 @@ def paired(a, b, key):
 
 for a, b in [("shadowroute-off", "nginx"), ("shadowroute-10", "shadowroute-off")]:
     if (a, "closed") in runs and (b, "closed") in runs:
-        print(f"- {a} / {b}, round by round: throughput {paired(a, b, 'throughput_rps')}; CPU per request {paired(a, b, 'cpu_s_per_10k')}")
+        print(f"- {a} / {b}, round by round: throughput {paired(a, b, 'throughput_rps')}; "
+              f"per busy proxy core {paired(a, b, 'per_core_rps')}; CPU per request {paired(a, b, 'cpu_s_per_10k')}")
 base = os.path.dirname(results.rstrip("/"))
 soak = os.path.join(base, "soak-rss.txt")
 if os.path.exists(soak):

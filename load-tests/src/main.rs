@@ -90,6 +90,8 @@ struct Stats {
     ttft: Histogram<u64>,
     ok: u64,
     errors: u64,
+    /// Every answered request, warm-up included: what a proxy's CPU time over the run paid for.
+    answered: u64,
     recording: bool,
 }
 
@@ -99,7 +101,7 @@ impl Stats {
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .unwrap_or_else(|_| Histogram::new(3).expect("histogram"))
         };
-        Stats { latency: h(), ttft: h(), ok: 0, errors: 0, recording: false }
+        Stats { latency: h(), ttft: h(), ok: 0, errors: 0, answered: 0, recording: false }
     }
 }
 
@@ -152,6 +154,7 @@ fn pick(kinds: &[Kind], i: u64) -> &Kind {
 
 fn record(stats: &Rc<RefCell<Stats>>, ok: bool, latency: Duration, ttft: Option<Duration>) {
     let mut s = stats.borrow_mut();
+    s.answered += 1;
     if !s.recording {
         return;
     }
@@ -248,7 +251,14 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> (Stats, Duration) {
         .await;
     let s = Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| {
         let s = rc.borrow();
-        Stats { latency: s.latency.clone(), ttft: s.ttft.clone(), ok: s.ok, errors: s.errors, recording: false }
+        Stats {
+            latency: s.latency.clone(),
+            ttft: s.ttft.clone(),
+            ok: s.ok,
+            errors: s.errors,
+            answered: s.answered,
+            recording: false,
+        }
     });
     (s, measure)
 }
@@ -291,6 +301,7 @@ fn main() {
         "duration_s": measured.as_secs_f64(),
         "ok": stats.ok,
         "errors": stats.errors,
+        "answered_with_warmup": stats.answered,
         "throughput_rps": (throughput * 10.0).round() / 10.0,
         "latency": percentiles(&stats.latency),
         "ttft": percentiles(&stats.ttft),
