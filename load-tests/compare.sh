@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side on one machine: direct (the limit), nginx, shadowroute (shadowing off and 10 %),
-# and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
+# Side-by-side on one machine: direct (the limit), nginx (plain, and mirroring 10 %), shadowroute
+# (shadowing off and 10 %), and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
 #
 #   load-tests/compare.sh                 full comparison (about 15 minutes), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
@@ -173,8 +173,25 @@ http { access_log off; keepalive_requests 1000000;
 NGX
   $PIN_PROXY nginx -c "$OUT/proxy.conf" -p "$OUT" > "$OUT/logs/proxy.log" 2>&1 &
   PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG; SSE[nginx]=http://127.0.0.1:$NGS
-  TARGETS=(direct nginx shadowroute-off shadowroute-10)
+  # nginx mirroring a random 10 % of requests to the same upstream (the mirror module; nothing
+  # is compared or stored): the bare cost of the second exchange, next to shadowroute's 10 %.
+  NGM=$(free_port)
+  cat > "$OUT/mirror.conf" <<NGX
+worker_processes 1; daemon off; pid $OUT/mirror.pid; error_log $OUT/logs/mirror.err warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000;
+  split_clients "\${request_id}" \$sampled { 10% 1; * ""; }
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server { listen 127.0.0.1:$NGM;
+    location / { mirror /mirror; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /mirror { internal; if (\$sampled = "") { return 204; }
+      proxy_pass http://up\$request_uri; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGX
+  $PIN_PROXY nginx -c "$OUT/mirror.conf" -p "$OUT" > "$OUT/logs/mirror.log" 2>&1 &
+  PID[nginx-mirror-10]=$!; PIDS+=($!); URL[nginx-mirror-10]=http://127.0.0.1:$NGM; SSE[nginx-mirror-10]=
+  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10)
   wait_http "http://127.0.0.1:$NG/v1/models"
+  wait_http "http://127.0.0.1:$NGM/v1/models"
 fi
 if [ $SMOKE = 0 ] && [ "${SKIP_LITELLM:-0}" = 0 ]; then
   LP=$(free_port); LPS=$(free_port)
@@ -196,7 +213,7 @@ YAML
   for u in "http://127.0.0.1:$LP/health/liveliness" "http://127.0.0.1:$LPS/health/liveliness"; do
     for _ in $(seq 1 600); do curl -s -o /dev/null "$u" && break; sleep 0.2; done
   done
-  TARGETS=(direct nginx shadowroute-off shadowroute-10 litellm)
+  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10 litellm)
 fi
 
 # --- measurement -------------------------------------------------------------------------------
@@ -237,7 +254,9 @@ r["per_core_rps"] = round(n / ((kb1 - kb0) / tck)) if own_core and kb1 > kb0 and
 json.dump(r, open(path, "w"))
 PY
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null
-  $PIN_LOAD "$LG" --name "$t" --url "${SSE[$2]}" --mode open --rate 100 --concurrency 256 --duration "$DURATION" --mix load-tests/mix/stream.jsonl --header "x-bench: sse" --json "$OUT/results/$r-$t-sse.json" > /dev/null
+  if [ -n "${SSE[$2]}" ]; then
+    $PIN_LOAD "$LG" --name "$t" --url "${SSE[$2]}" --mode open --rate 100 --concurrency 256 --duration "$DURATION" --mix load-tests/mix/stream.jsonl --header "x-bench: sse" --json "$OUT/results/$r-$t-sse.json" > /dev/null
+  fi
 }
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do

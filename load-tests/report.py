@@ -18,7 +18,7 @@ for path in sorted(glob.glob(os.path.join(results, "*.json"))):
     by_round[(int(rnd), target, kind)] = r
     errors += r["errors"]
 
-order = [t for t in ["direct", "nginx", "shadowroute-off", "shadowroute-10", "litellm"] if (t, "closed") in runs]
+order = [t for t in ["direct", "nginx", "nginx-mirror-10", "shadowroute-off", "shadowroute-10", "litellm"] if (t, "closed") in runs]
 
 
 def med(target, kind, key, sub=None):
@@ -75,6 +75,10 @@ if ("shadowroute-10", "closed") in runs:
     print(f"- 10 % shadowing / shadowing off: throughput {ratio('shadowroute-10', 'shadowroute-off', 'throughput_rps')}, "
           f"per busy proxy core {ratio('shadowroute-10', 'shadowroute-off', 'per_core_rps')}, "
           f"p99 at fixed rate {ratio('shadowroute-10', 'shadowroute-off', 'latency', 'p99_ms', 'open')}")
+if ("nginx-mirror-10", "closed") in runs:
+    print(f"- nginx mirroring 10 % (mirror module, nothing compared) / nginx: throughput {ratio('nginx-mirror-10', 'nginx', 'throughput_rps')}, "
+          f"per busy proxy core {ratio('nginx-mirror-10', 'nginx', 'per_core_rps')}, "
+          f"p99 at fixed rate {ratio('nginx-mirror-10', 'nginx', 'latency', 'p99_ms', 'open')}")
 split = [t for t in order if med(t, "closed", "cpu_user_s_per_10k")[0] is not None]
 if split:
     print("- CPU s / 10k requests, user + system (medians): " + ", ".join(
@@ -93,7 +97,7 @@ def paired(a, b, key):
     return ", ".join(f"{r:.2f}" for r in out) + f" (median {statistics.median(out):.2f})"
 
 
-for a, b in [("shadowroute-off", "nginx"), ("shadowroute-10", "shadowroute-off")]:
+for a, b in [("shadowroute-off", "nginx"), ("shadowroute-10", "shadowroute-off"), ("nginx-mirror-10", "nginx")]:
     if (a, "closed") in runs and (b, "closed") in runs:
         print(f"- {a} / {b}, round by round: throughput {paired(a, b, 'throughput_rps')}; "
               f"per busy proxy core {paired(a, b, 'per_core_rps')}; CPU per request {paired(a, b, 'cpu_s_per_10k')}")
