@@ -46,6 +46,8 @@ CPUS=$(nproc)
 PROXY_CPU=$((CPUS > 1 ? 1 : 0))
 PIN_PROXY="taskset -c $PROXY_CPU"
 PIN_LOAD="taskset -c 0"
+# This script's own helpers (pgrep, awk, python) stay off the proxies' core too.
+taskset -cp 0 $$ > /dev/null
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -222,15 +224,16 @@ tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c";
 # CPU ticks as "user system", summed over the tree.
 cpu_ticks() { [ -z "$1" ] && { echo "0 0"; return; }; for p in $(tree "$1"); do awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{u+=$1; s+=$2} END {print u+0, s+0}'; }
 hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
-# A core's ticks from /proc/stat as "busy idle": busy counts user, system, interrupt and softirq
-# time (on loopback much of a proxy's TCP work runs as softirq, which no process is charged for).
-core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
+# A core's ticks from /proc/stat as "busy idle": busy counts user, nice, system, interrupt and
+# softirq time (on loopback much of a proxy's TCP work runs as softirq, which no process is
+# charged for); steal (another guest's time) is neither.
+core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
 measure() { # round target
   local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1
   c0=$(cpu_ticks "$pid"); k0=$(core_ticks "$PROXY_CPU"); l0=$(core_ticks 0)
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode closed --concurrency "$CONC" --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-closed.json" > /dev/null
-  c1=$(cpu_ticks "$pid"); k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0)
+  k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0); c1=$(cpu_ticks "$pid")
   python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" <<'PY'
 import json, sys
 path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)

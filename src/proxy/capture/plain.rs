@@ -70,21 +70,22 @@ pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
 }
 
 /// What `Capture::absorb_body` would take from an embeddings answer with these top-level
-/// fields (as for [`read`]): the rows of `data` and the raw `usage` value. A row given as an
-/// array of numbers is read by serde as numbers (so each is the value reading's f64), one given
-/// as base64 is decoded; elements without an embedding are skipped, as there. None when the
-/// body is not of this shape (an error, choices, output or text besides the data, a row array
-/// holding anything but numbers); the caller then reads values.
+/// fields (as for [`read`]) when the whole body was checked: the rows of `data` and the raw
+/// `usage` value. A row given as an array of numbers is read by serde as numbers (so each is the
+/// value reading's f64), one given as base64 is decoded; elements without an embedding are
+/// skipped, as there. None when the body was not checked (a large one: the value tree is
+/// cheaper there) or is not of this shape (an error, choices, output or text besides the data,
+/// a row array holding anything but numbers); the caller then reads values.
 pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
     let [error, usage, choices, output, output_text, object, text, data] = fields.raw;
     let data = data?;
     let others_absent = [choices, output, output_text, text].iter().all(Option::is_none);
     // `object` is compared as written: the caller's scan refuses bodies with `\u` escapes.
-    if !others_absent
+    if !fields.checked
+        || !others_absent
         || error.is_some_and(|e| e != b"null")
         || object == Some(br#""response""#)
         || !data.starts_with(b"[")
-        || !fields.checked && ![Some(data), usage, object].into_iter().flatten().all(json::valid)
     {
         return None;
     }
