@@ -202,6 +202,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Write;
 
     fn record(i: i64) -> ComparisonRecord {
         ComparisonRecord {
@@ -225,6 +226,68 @@ mod tests {
             cost_usd: 0.001,
             payload: None,
         }
+    }
+
+    /// The writer takes a queue of mixed writes in order: runs of comparisons between other
+    /// writes land once each, in the order sent, and nothing is counted as an error.
+    #[test]
+    fn the_writer_lands_runs_of_comparisons_between_other_writes() {
+        use prometheus::core::Collector;
+        let dir = std::env::temp_dir().join(format!("sr-writer-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("state.db");
+        let _ = std::fs::remove_file(&path);
+        let errors = prometheus::IntCounterVec::new(prometheus::Opts::new("e", "e"), &["op"]).unwrap();
+        let (handle, writer, _, _) = crate::store::open(&path, errors.clone());
+        let comparison = |i| Write::Comparison(Box::new(record(i)));
+        let override_ =
+            Override { route: "chat".into(), model: "qwen".into(), configured_leader: "gpt".into(), at_ms: 1 };
+        let decision = DecisionRecord {
+            at_ms: 2,
+            route: "chat".into(),
+            kind: "promote".into(),
+            from: "gpt".into(),
+            to: "qwen".into(),
+            reason: "r".into(),
+            evidence: serde_json::json!({}),
+        };
+        let feedback = FeedbackRecord {
+            at_ms: 3,
+            route: "chat".into(),
+            model: "qwen".into(),
+            request_id: "r1".into(),
+            score: 1.0,
+        };
+        for w in [
+            comparison(0),
+            comparison(1),
+            Write::Decision(decision),
+            comparison(2),
+            Write::Override { route: "chat".into(), value: Some(override_) },
+            Write::Feedback(feedback),
+            comparison(3),
+            comparison(4),
+            comparison(5),
+        ] {
+            handle.send(w);
+        }
+        handle.stop();
+        writer.join();
+        let s = SqliteStore::open(&path).unwrap();
+        let ids: Vec<String> = s
+            .conn
+            .prepare("SELECT request_id FROM comparisons ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4", "r5"]);
+        let count = |table: &str| {
+            s.conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!((count("decisions"), count("overrides"), count("feedback")), (1, 1, 1));
+        assert!(errors.collect().iter().all(|f| f.get_metric().iter().all(|m| m.get_counter().get_value() == 0.0)));
     }
 
     #[test]
