@@ -1,4 +1,4 @@
-//! A strict one-pass JSON reader: checks a request body is a JSON object and finds its top-level fields, or checks one value whole, leaving whatever it does not handle to serde_json.
+//! A strict one-pass JSON reader: checks a body is a JSON object and finds its top-level fields (request bodies; captured answers, checked as a value tree would read them), or checks one value whole, leaving whatever it does not handle to serde_json.
 
 use std::ops::Range;
 

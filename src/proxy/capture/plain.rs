@@ -22,9 +22,10 @@ const MESSAGE: [&[u8]; 3] = [b"content", b"tool_calls", b"function_call"];
 /// (`[error, usage, choices, output, output_text, object, text, data]`): the chosen choice's
 /// text (if any) and the raw `usage` value. Unless the whole body was checked, every field the
 /// value reading would parse is checked to be JSON first (a malformed one makes that reading
-/// fail, so it must here too); a repeated key counts its last value, as in the value reading's maps. None when
-/// the body is not of this shape (choices that are not an array of objects, a message that is
-/// not an object, tool calls, content parts, an error, embeddings); the caller then reads values.
+/// fail, so it must here too); a repeated key counts its last value, as in the value reading's
+/// maps. None when the body is not of this shape (choices that are not an array of objects, a
+/// message that is not an object, tool calls, content parts, an error, embeddings); the caller
+/// then reads values.
 pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
     let [error, usage, choices, output, output_text, object, text, data] = fields.raw;
     if error.is_some_and(|e| e != b"null") || data.is_some() {
