@@ -2,7 +2,7 @@
 # Side-by-side on one machine: direct (the limit), nginx (plain, and mirroring 10 %), shadowroute
 # (shadowing off and 10 %), and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
 #
-#   load-tests/compare.sh                 full comparison (3 rounds, about 17 minutes), results in target/bench/
+#   load-tests/compare.sh                 full comparison (3 rounds; 5 rounds took about 21 minutes here), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
 #   load-tests/compare.sh --instructions  user-space instructions per request through nginx and
 #                                         shadowroute (callgrind): repeatable where times on a shared machine are not
