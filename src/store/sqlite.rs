@@ -228,29 +228,40 @@ mod tests {
         }
     }
 
-    /// The writer takes a queue of mixed writes in order: runs of comparisons between other
-    /// writes land once each, in the order sent, and nothing is counted as an error.
-    #[test]
-    fn the_writer_lands_runs_of_comparisons_between_other_writes() {
-        use prometheus::core::Collector;
-        let dir = std::env::temp_dir().join(format!("sr-writer-{}", std::process::id()));
+    /// A database file of its own for the test `name`, not there yet.
+    fn fresh_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("state.db");
         let _ = std::fs::remove_file(&path);
-        let errors = prometheus::IntCounterVec::new(prometheus::Opts::new("e", "e"), &["op"]).unwrap();
-        let (handle, writer, _, _) = crate::store::open(&path, errors.clone());
-        let comparison = |i| Write::Comparison(Box::new(record(i)));
-        let override_ =
-            Override { route: "chat".into(), model: "qwen".into(), configured_leader: "gpt".into(), at_ms: 1 };
-        let decision = DecisionRecord {
+        path
+    }
+
+    fn override_to_qwen() -> Override {
+        Override { route: "chat".into(), model: "qwen".into(), configured_leader: "gpt".into(), at_ms: 1 }
+    }
+
+    fn promotion() -> DecisionRecord {
+        DecisionRecord {
             at_ms: 2,
             route: "chat".into(),
             kind: "promote".into(),
             from: "gpt".into(),
             to: "qwen".into(),
-            reason: "r".into(),
-            evidence: serde_json::json!({}),
-        };
+            reason: "leader degraded".into(),
+            evidence: serde_json::json!({"samples": 400}),
+        }
+    }
+
+    /// The writer takes a queue of mixed writes in order: runs of comparisons between other
+    /// writes land once each, in the order sent, and nothing is counted as an error.
+    #[test]
+    fn the_writer_lands_runs_of_comparisons_between_other_writes() {
+        use prometheus::core::Collector;
+        let path = fresh_path("writer");
+        let errors = prometheus::IntCounterVec::new(prometheus::Opts::new("e", "e"), &["op"]).unwrap();
+        let (handle, writer, _, _) = crate::store::open(&path, errors.clone());
+        let comparison = |i| Write::Comparison(Box::new(record(i)));
         let feedback = FeedbackRecord {
             at_ms: 3,
             route: "chat".into(),
@@ -261,9 +272,9 @@ mod tests {
         for w in [
             comparison(0),
             comparison(1),
-            Write::Decision(decision),
+            Write::Decision(promotion()),
             comparison(2),
-            Write::Override { route: "chat".into(), value: Some(override_) },
+            Write::Override { route: "chat".into(), value: Some(override_to_qwen()) },
             Write::Feedback(feedback),
             comparison(3),
             comparison(4),
@@ -292,24 +303,11 @@ mod tests {
 
     #[test]
     fn overrides_and_decisions_survive_reopening_and_prune_bounds_records() {
-        let dir = std::env::temp_dir().join(format!("sr-sqlite-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("state.db");
-        let _ = std::fs::remove_file(&path);
+        let path = fresh_path("sqlite");
         {
             let mut s = SqliteStore::open(&path).unwrap();
-            let o = Override { route: "chat".into(), model: "qwen".into(), configured_leader: "gpt".into(), at_ms: 1 };
-            s.set_override("chat", Some(&o)).unwrap();
-            let d = DecisionRecord {
-                at_ms: 2,
-                route: "chat".into(),
-                kind: "promote".into(),
-                from: "gpt".into(),
-                to: "qwen".into(),
-                reason: "leader degraded".into(),
-                evidence: serde_json::json!({"samples": 400}),
-            };
-            s.decision(&d).unwrap();
+            s.set_override("chat", Some(&override_to_qwen())).unwrap();
+            s.decision(&promotion()).unwrap();
             let records: Vec<ComparisonRecord> = (0..10).map(record).collect();
             assert!(s.comparisons(&records.iter().collect::<Vec<_>>()).is_empty());
             assert_eq!(s.prune(Duration::from_secs(3600), 4).unwrap(), 6);
