@@ -109,13 +109,10 @@ impl Observed {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.take()) {
-            done(Finished {
-                outcome,
-                captured: capture.finish(),
-                at: Instant::now(),
-                first_byte_at: self.first_byte_at,
-            });
+        if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.as_mut()) {
+            let captured = capture.finish();
+            self.capture = None;
+            done(Finished { outcome, captured, at: Instant::now(), first_byte_at: self.first_byte_at });
         }
     }
 }

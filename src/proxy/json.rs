@@ -21,7 +21,7 @@ pub fn tree_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -
 }
 
 fn fields(body: &[u8], finite: bool, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    if std::str::from_utf8(body).is_err() {
+    if !body.is_ascii() && std::str::from_utf8(body).is_err() {
         return false;
     }
     let mut r = Reader { b: body, i: 0, finite };
@@ -53,7 +53,7 @@ fn fields(body: &[u8], finite: bool, mut field: impl FnMut(Range<usize>, Range<u
 /// [`MAX_DEPTH`], and numbers past f64's range (which a value tree refuses, where skipping over
 /// a field does not).
 pub fn valid(raw: &[u8]) -> bool {
-    if std::str::from_utf8(raw).is_err() {
+    if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
         return false;
     }
     let mut r = Reader { b: raw, i: 0, finite: true };

@@ -199,7 +199,7 @@ pub fn scan_parts(endpoint: Endpoint, raw: &[u8]) -> Seen {
     // refuses (a lone surrogate, which clients that cut a string inside an emoji send, or
     // nesting past serde's limit) is scanned as it is.
     let unescaped;
-    let raw = match memchr::memmem::find(raw, b"\\u").and_then(|_| serde_json::from_slice::<Value>(raw).ok()) {
+    let raw = match scan::has_unicode_escape(raw).then(|| serde_json::from_slice::<Value>(raw).ok()).flatten() {
         Some(value) => {
             unescaped = value.to_string();
             unescaped.as_bytes()

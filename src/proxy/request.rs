@@ -40,11 +40,12 @@ pub fn request_id(headers: &RawHeaders) -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("req_unknown"))
 }
 
-fn hex(mut x: u64, out: &mut [u8]) {
+/// `x` as 16 lowercase hex digits, a byte (two digits) at a time.
+fn hex(x: u64, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(x & 0xf) as usize];
-        x >>= 4;
+    for (pair, byte) in out.chunks_exact_mut(2).zip(x.to_be_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
@@ -341,6 +342,12 @@ mod tests {
         let made = request_id(&none);
         assert!(made.to_str().unwrap().starts_with("req_"));
         assert_ne!(made, request_id(&none));
+        assert!(made.len() == 36 && made.as_bytes()[4..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        let mut digits = [0u8; 16];
+        hex(0x0123_4567_89ab_cdef, &mut digits);
+        assert_eq!(&digits, b"0123456789abcdef");
+        hex(u64::MAX - 1, &mut digits);
+        assert_eq!(&digits, b"fffffffffffffffe");
         assert_eq!(request_id(&RawHeaders::from_pairs([("X-Request-Id", "abc-123")])), "abc-123");
         assert_ne!(request_id(&RawHeaders::from_pairs([("x-request-id", "has space")])), "has space");
     }

@@ -1,5 +1,12 @@
 //! JSON walked structurally (strings and nesting only, no value parsing): top-level fields and array elements as raw text, so metering, captures and the modality scan read only what they need.
 
+/// Whether `raw` holds a backslash followed by `u` (a `\u` escape, or an escaped backslash
+/// before a `u`): where an escape could spell a key or a word differently. The same answer as a
+/// substring search for the two bytes, without building a searcher for each short body.
+pub fn has_unicode_escape(raw: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', raw).any(|i| raw.get(i + 1) == Some(&b'u'))
+}
+
 /// The raw JSON text of the top-level fields named by `keys` (the last one wins if a key
 /// repeats), or None when `body` is not an object this scan can walk; the caller then parses
 /// the body properly. Keys are compared as written, so an escaped spelling of a key is not found.
@@ -252,6 +259,14 @@ mod tests {
     fn usage_and_error(body: &str) -> Option<[Option<&str>; 2]> {
         let found = top_level_fields(body.as_bytes(), [b"usage", b"error"])?;
         Some(found.map(|f| f.map(|v| std::str::from_utf8(v).unwrap())))
+    }
+
+    #[test]
+    fn unicode_escapes_are_found_as_a_substring_search_finds_them() {
+        for raw in ["", "\\", "u\\", "\\u", "a\\\\u", "\\n\\u00e9", "\\\\", "\\x\\y", "plain text u"] {
+            let want = memchr::memmem::find(raw.as_bytes(), b"\\u").is_some();
+            assert_eq!(has_unicode_escape(raw.as_bytes()), want, "{raw:?}");
+        }
     }
 
     #[test]

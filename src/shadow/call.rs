@@ -81,7 +81,7 @@ pub async fn call(
         Err(_) => CallOutcome::Timeout,
     };
     let end = Instant::now();
-    let captured = capture.map(Capture::finish).unwrap_or_default();
+    let captured = capture.as_mut().map(Capture::finish).unwrap_or_default();
     let outcome = match (&outcome, &captured.error) {
         (CallOutcome::Ok, Some(e)) => CallOutcome::Error(format!("error in the response: {e}")),
         _ => outcome,

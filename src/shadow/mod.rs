@@ -16,7 +16,7 @@ use crate::config::Candidate;
 use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
-use crate::rng::fnv1a;
+use crate::rng::hash_parts;
 use crate::rng::NameMap;
 use crate::state::{RouteState, Snapshot};
 
@@ -162,11 +162,11 @@ impl Shadow {
 
     /// Remembers who served a request, for feedback.
     pub fn served(&self, request_id: &str, served: Served) {
-        lock(&self.served).push(fnv1a(request_id.as_bytes()), served);
+        lock(&self.served).push(hash_parts(&[request_id.as_bytes()]), served);
     }
 
     pub fn lookup_served(&self, request_id: &str) -> Option<Served> {
-        lock(&self.served).find(fnv1a(request_id.as_bytes())).cloned()
+        lock(&self.served).find(hash_parts(&[request_id.as_bytes()])).cloned()
     }
 }
 
@@ -185,12 +185,10 @@ pub fn start(
     }
     let name = route.route.name.as_str();
     let id = request_id.as_bytes();
-    let sampled: Vec<&Candidate> =
-        route.candidates.iter().filter(|c| sampling::sampled(id, name, &c.model, c.sample)).collect();
-    if sampled.is_empty() {
-        return None;
-    }
-    let mut jobs = Vec::with_capacity(sampled.len());
+    let mut sampled = route.candidates.iter().filter(|c| sampling::sampled(id, name, &c.model, c.sample)).peekable();
+    // Most requests are mirrored nowhere: they allocate nothing here.
+    sampled.peek()?;
+    let mut jobs = Vec::new();
     for c in sampled {
         let dropped = if app.draining() {
             Some(Drop::Draining)

@@ -169,10 +169,6 @@ fn count(n: &Option<serde_json::Number>) -> Option<u64> {
     n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
-}
-
 impl Capture {
     /// A capture for metering, which needs only the usage (a JSON body's `usage` is all it
     /// reads): the request path's default, when the response is not compared with anything.
@@ -218,19 +214,21 @@ impl Capture {
         }
     }
 
-    /// Ends the capture; on an aborted body this still returns everything seen so far.
-    pub fn finish(mut self) -> Captured {
+    /// Ends the capture; on an aborted body this still returns everything seen so far. Called
+    /// once: it takes what was assembled (by reference, so the capture's own state is not
+    /// copied on the request path).
+    pub fn finish(&mut self) -> Captured {
         match self.format {
             Format::Sse => self.finish_sse(),
             Format::Json => self.finish_json(),
             Format::Other => {}
         }
         Captured {
-            text: self.text,
-            tool_calls: self.tool_calls.into_values().collect(),
-            usage: self.usage,
-            embeddings: self.embeddings,
-            error: self.error,
+            text: mem::take(&mut self.text),
+            tool_calls: mem::take(&mut self.tool_calls).into_values().collect(),
+            usage: self.usage.take(),
+            embeddings: mem::take(&mut self.embeddings),
+            error: self.error.take(),
             truncated: self.truncated,
             bytes: self.bytes,
             events: self.events,
@@ -330,7 +328,7 @@ const ONE_PASS_MAX: usize = 16 << 10;
 /// or a `\u` escape anywhere (the only way a key could spell a name the readings look for
 /// differently).
 fn read_fields(body: &[u8]) -> Option<Fields<'_>> {
-    if memchr::memmem::find(body, b"\\u").is_some() {
+    if scan::has_unicode_escape(body) {
         return None;
     }
     let mut raw = [None; 8];

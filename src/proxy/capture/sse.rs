@@ -1,8 +1,16 @@
 //! The SSE side of a capture: lines, events and `data:` payloads as they arrive in pieces.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 use super::*;
+
+/// The words a metering capture looks for in each event, with their searchers built once
+/// rather than per event.
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"usage"));
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"error"));
 
 impl Capture {
     pub(super) fn push_sse(&mut self, mut chunk: &[u8]) {
@@ -140,7 +148,7 @@ impl Capture {
             self.done = true;
             return;
         }
-        if self.usage_only && !contains(data, b"usage") && !contains(data, b"error") {
+        if self.usage_only && USAGE.find(data).is_none() && ERROR.find(data).is_none() {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<Value>(data) {
