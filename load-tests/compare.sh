@@ -224,10 +224,10 @@ tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c";
 # CPU ticks as "user system", summed over the tree.
 cpu_ticks() { [ -z "$1" ] && { echo "0 0"; return; }; for p in $(tree "$1"); do awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{u+=$1; s+=$2} END {print u+0, s+0}'; }
 hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
-# A core's ticks from /proc/stat as "busy idle": busy counts user, nice, system, interrupt and
-# softirq time (on loopback much of a proxy's TCP work runs as softirq, which no process is
-# charged for); steal (another guest's time) is neither.
-core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+# A core's ticks from /proc/stat as "user system softirq idle": user counts nice, softirq counts
+# hardware interrupts, and busy is the first three (on loopback much of a proxy's TCP work runs
+# as softirq, which no process is charged for); steal (another guest's time) is neither.
+core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3, $4, $7 + $8, $5 + $6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
 measure() { # round target
   local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1
@@ -238,7 +238,8 @@ measure() { # round target
 import json, sys
 path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)
 (u0, s0), (u1, s1) = map(int, c0), map(int, c1)
-(kb0, ki0), (kb1, ki1), (lb0, li0), (lb1, li1) = (map(int, a.split()) for a in sys.argv[6:10])
+k0, k1, l0, l1 = (list(map(int, a.split())) for a in sys.argv[6:10])
+(kb0, ki0), (kb1, ki1), (lb0, li0), (lb1, li1) = ((sum(t[:3]), t[3]) for t in (k0, k1, l0, l1))
 r = json.load(open(path))
 # CPU time is read over the whole run, so it is divided by every request answered in it.
 n = r["answered_with_warmup"]
@@ -254,6 +255,10 @@ r["load_core_busy"] = round(busy(lb0, li0, lb1, li1), 4)
 own_core = int(sys.argv[10]) > 1 and c1 != c0
 r["proxy_core_busy"] = round(busy(kb0, ki0, kb1, ki1), 4) if own_core else None
 r["per_core_rps"] = round(n / ((kb1 - kb0) / tck)) if own_core and kb1 > kb0 and n else None
+# Where the proxy core's time went, in microseconds per request: user space, system calls, and
+# the softirq work of the sockets' packets.
+us = lambda i: round((k1[i] - k0[i]) / tck / n * 1e6, 3)
+r["proxy_core_us_per_req"] = {"user": us(0), "system": us(1), "softirq": us(2)} if own_core and n else None
 json.dump(r, open(path, "w"))
 PY
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null

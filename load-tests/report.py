@@ -84,6 +84,24 @@ if split:
     print("- CPU s / 10k requests, user + system (medians): " + ", ".join(
         f"{t} {med(t, 'closed', 'cpu_user_s_per_10k')[0]:.3f} + {med(t, 'closed', 'cpu_sys_s_per_10k')[0]:.3f}" for t in split))
 
+cores = [t for t in order if med(t, "closed", "proxy_core_us_per_req", "user")[0] is not None]
+if cores:
+    part = lambda t, k: med(t, "closed", "proxy_core_us_per_req", k)[0]
+    print("- proxy core µs per request, user + system + softirq (medians): " + ", ".join(
+        f"{t} {part(t, 'user'):.2f} + {part(t, 'system'):.2f} + {part(t, 'softirq'):.2f}" for t in cores))
+    if "shadowroute-10" in cores and "shadowroute-off" in cores:
+        # Round by round, the difference per request times ten is the cost of one mirrored request.
+        for k in ["user", "system", "softirq"]:
+            diffs = []
+            for rnd in sorted({key[0] for key in by_round}):
+                on = (by_round.get((rnd, "shadowroute-10", "closed"), {}).get("proxy_core_us_per_req") or {}).get(k)
+                off = (by_round.get((rnd, "shadowroute-off", "closed"), {}).get("proxy_core_us_per_req") or {}).get(k)
+                if on is not None and off is not None:
+                    diffs.append((on - off) * 10)
+            if diffs:
+                print(f"- proxy core µs per mirrored request ({k}, (on − off) × 10 round by round): "
+                      + ", ".join(f"{d:.1f}" for d in diffs) + f" (median {statistics.median(diffs):.1f})")
+
 
 def paired(a, b, key):
     """a/b for each round (the two measured a few seconds apart), then the median of those."""
