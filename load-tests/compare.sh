@@ -5,7 +5,8 @@
 #   load-tests/compare.sh                 full comparison (3 rounds; 5 rounds took about 21 minutes here), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
 #   load-tests/compare.sh --instructions  user-space instructions per request through nginx and
-#                                         shadowroute (callgrind): repeatable where times on a shared machine are not
+#                                         shadowroute (callgrind), and per mirrored request (every
+#                                         request mirrored): repeatable where times on a shared machine are not
 #   ROUNDS=5 DURATION=20 load-tests/compare.sh
 #
 # Each proxy runs pinned to CPU 1 with one worker; the load generator and the upstream share CPU 0.
@@ -124,6 +125,8 @@ if [ $INSTR = 1 ] && ! need valgrind; then apt-get update -qq && DEBIAN_FRONTEND
 rm -f "$OUT"/callgrind.*
 start_shadowroute shadowroute-off 0
 start_shadowroute shadowroute-10 0.1
+# Every request mirrored: its instructions less shadowing-off's are one mirrored request's.
+[ $INSTR = 1 ] && start_shadowroute shadowroute-100 1
 TARGETS=(direct shadowroute-off shadowroute-10)
 
 # --- instructions: counted only while a closed loop of DURATION seconds runs, after a warm-up ---
@@ -141,7 +144,7 @@ NGX
   $PIN_PROXY valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.nginx" nginx -c "$OUT/proxy-instr.conf" -p "$OUT" > "$OUT/logs/proxy-instr.log" 2>&1 &
   PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG
   wait_http "http://127.0.0.1:$NG/v1/models"
-  for t in nginx shadowroute-off shadowroute-10; do
+  for t in nginx shadowroute-off shadowroute-10 shadowroute-100; do
     pid=${PID[$t]}
     $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-warm.json" > /dev/null
     callgrind_control -i on "$pid" > /dev/null 2>&1
@@ -155,8 +158,11 @@ import json, sys
 r = json.load(open(sys.argv[1])); n = r["ok"] + r["errors"]; ir = int(sys.argv[2])
 assert r["errors"] == 0, f"{r['errors']} errors"
 print(f"{sys.argv[3]}: {ir / n:,.0f} instructions per request (user space, {n} requests; callgrind)")
+open(sys.argv[1][:-5] + ".ir", "w").write(f"{ir / n}")
 PY
   done
+  python3 -c "import sys; on, off = (float(open(p).read()) for p in sys.argv[1:]); print(f'one mirrored request: {on - off:,.0f} instructions (shadowroute-100 less shadowroute-off)')" \
+    "$OUT/instr-shadowroute-100.ir" "$OUT/instr-shadowroute-off.ir"
   exit 0
 fi
 
