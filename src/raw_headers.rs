@@ -57,7 +57,11 @@ impl RawHeaders {
     /// The value of the first line named `name` as text: None if absent or if it holds anything
     /// but visible ASCII, spaces and tabs (what `http::HeaderValue::to_str` accepts).
     pub fn get_str(&self, name: &str) -> Option<&str> {
-        let v = self.get(name)?;
+        Self::text(self.get(name)?)
+    }
+
+    /// A value as text, as [`RawHeaders::get_str`] reads it.
+    pub fn text(v: &[u8]) -> Option<&str> {
         let text = v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
         text.then(|| std::str::from_utf8(v).ok()).flatten()
     }

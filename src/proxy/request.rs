@@ -231,12 +231,9 @@ impl ClientRequest {
     pub fn read(endpoint: Endpoint, req: Request, max_body: u64) -> Result<ClientRequest, ProxyError> {
         let Request { uri, headers, body, .. } = req;
         let body = body_bytes(body, max_body)?;
-        let name = "x-shadowroute-modality";
-        let override_header = match headers.get(name) {
-            Some(_) => Some(
-                headers
-                    .get_str(name)
-                    .ok_or_else(|| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?,
+        let override_header = match headers.get("x-shadowroute-modality") {
+            Some(v) => Some(
+                RawHeaders::text(v).ok_or_else(|| ProxyError::BadBody("x-shadowroute-modality is not text".into()))?,
             ),
             None => None,
         };

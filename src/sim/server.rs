@@ -88,7 +88,8 @@ fn not_found(method: &Method, path: &str) -> Resp {
 }
 
 fn declared_length(headers: &RawHeaders) -> Option<usize> {
-    headers.get_str("content-length")?.trim().parse::<u64>().ok().map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    let n = crate::client::codec::decimal(headers.get("content-length")?.trim_ascii())?;
+    Some(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 async fn handle(state: Arc<ServerState>, req: Request) -> Resp {
