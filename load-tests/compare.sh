@@ -269,7 +269,12 @@ json.dump(r, open(path, "w"))
 PY
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null
   if [ -n "${SSE[$2]}" ]; then
-    $PIN_LOAD "$LG" --name "$t" --url "${SSE[$2]}" --mode open --rate 100 --concurrency 256 --duration "$DURATION" --mix load-tests/mix/stream.jsonl --header "x-bench: sse" --json "$OUT/results/$r-$t-sse.json" > /dev/null
+    # A proxy's streams are paired with the same streams sent straight to the upstream in the
+    # same seconds (half an interval apart), so its TTFT overhead is read against this moment's
+    # direct figure rather than another minute's.
+    local paired=()
+    [ "$t" != direct ] && paired=(--baseline-url "${SSE[direct]}")
+    $PIN_LOAD "$LG" --name "$t" --url "${SSE[$2]}" --mode open --rate 100 --concurrency 256 --duration "$DURATION" --mix load-tests/mix/stream.jsonl --header "x-bench: sse" "${paired[@]}" --json "$OUT/results/$r-$t-sse.json" > /dev/null
   fi
 }
 for r in $(seq 1 "$ROUNDS"); do

@@ -16,7 +16,7 @@ for path in sorted(glob.glob(os.path.join(results, "*.json"))):
     target, kind = rest.rsplit("-", 1)
     runs.setdefault((target, kind), []).append(r)
     by_round[(int(rnd), target, kind)] = r
-    errors += r["errors"]
+    errors += r["errors"] + ((r.get("baseline") or {}).get("errors") or 0)
 
 order = [t for t in ["direct", "nginx", "nginx-mirror-10", "shadowroute-off", "shadowroute-10", "litellm"] if (t, "closed") in runs]
 
@@ -48,7 +48,14 @@ for t in order:
     p99 = med(t, "open", "latency", "p99_ms")
     ttft = med(t, "sse", "ttft", "p50_ms")
     added = "-" if p99[0] is None or direct_p99 is None or t == "direct" else f"{p99[0] - direct_p99:+.3f}"
-    tt_added = "-" if ttft[0] is None or direct_ttft is None or t == "direct" else f"{ttft[0] - direct_ttft:+.3f}"
+    # Paired where the run sent the same streams straight to the upstream in the same seconds:
+    # the median over rounds of each round's difference; otherwise against direct's own rounds.
+    paired_tt = [r["ttft"]["p50_ms"] - r["baseline"]["ttft"]["p50_ms"] for r in runs.get((t, "sse"), [])
+                 if r.get("ttft") and (r.get("baseline") or {}).get("ttft")]
+    if paired_tt:
+        tt_added = f"{statistics.median(paired_tt):+.3f} paired"
+    else:
+        tt_added = "-" if ttft[0] is None or direct_ttft is None or t == "direct" else f"{ttft[0] - direct_ttft:+.3f}"
     pct = lambda key: tuple(None if v is None else v * 100 for v in med(t, "closed", key))
     print(f"| {t} | {cell(med(t, 'closed', 'throughput_rps'))} | {cell(pct('load_core_busy'))} | {cell(pct('proxy_core_busy'))} | "
           f"{cell(med(t, 'closed', 'per_core_rps'))} | {cell(med(t, 'open', 'latency', 'p50_ms'), '{:.3f}')} | "
@@ -84,6 +91,11 @@ if split:
     print("- CPU s / 10k requests, user + system (medians): " + ", ".join(
         f"{t} {med(t, 'closed', 'cpu_user_s_per_10k')[0]:.3f} + {med(t, 'closed', 'cpu_sys_s_per_10k')[0]:.3f}" for t in split))
 
+tt_rounds = {t: [r["ttft"]["p50_ms"] - r["baseline"]["ttft"]["p50_ms"] for r in runs.get((t, "sse"), [])
+                 if r.get("ttft") and (r.get("baseline") or {}).get("ttft")] for t in order}
+if any(tt_rounds.values()):
+    print("- SSE TTFT p50 over direct's streams in the same seconds, round by round: " + "; ".join(
+        f"{t} " + ", ".join(f"{d:+.3f}" for d in v) + f" (median {statistics.median(v):+.3f})" for t, v in tt_rounds.items() if v))
 cores = [t for t in order if med(t, "closed", "proxy_core_us_per_req", "user")[0] is not None]
 if cores:
     part = lambda t, k: med(t, "closed", "proxy_core_us_per_req", k)[0]

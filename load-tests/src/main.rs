@@ -56,6 +56,12 @@ struct Args {
     /// Extra request headers, `name: value`, repeatable.
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Open loop only: also send each request of the schedule to this base URL, half an interval
+    /// after the target's, and report its percentiles alongside (`baseline`), so a proxy and the
+    /// upstream behind it are measured in the same seconds. Only the target's headers differ:
+    /// `--header` goes to both.
+    #[arg(long)]
+    baseline_url: Option<String>,
 }
 
 /// One kind of request in the mix.
@@ -169,13 +175,38 @@ fn record(stats: &Rc<RefCell<Stats>>, ok: bool, latency: Duration, ttft: Option<
     }
 }
 
-async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> (Stats, Duration) {
+/// What one run measured: the target's requests, and the baseline's when there is one.
+struct Measured {
+    target: Stats,
+    baseline: Option<Stats>,
+    duration: Duration,
+}
+
+fn take(stats: Rc<RefCell<Stats>>) -> Stats {
+    Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| {
+        let s = rc.borrow();
+        Stats {
+            latency: s.latency.clone(),
+            ttft: s.ttft.clone(),
+            ok: s.ok,
+            errors: s.errors,
+            answered: s.answered,
+            recording: false,
+        }
+    })
+}
+
+async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Http =
         Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build(connector);
     let stats = Rc::new(RefCell::new(Stats::new()));
     let base = Rc::new(args.url.trim_end_matches('/').to_string());
+    let baseline = args
+        .baseline_url
+        .as_ref()
+        .map(|url| (Rc::new(url.trim_end_matches('/').to_string()), Rc::new(RefCell::new(Stats::new()))));
     let headers: Rc<Vec<(String, String)>> = Rc::new(
         args.headers
             .iter()
@@ -215,24 +246,31 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> (Stats, Duration) {
             let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(args.concurrency));
             let (client, stats, base, kinds) = (client.clone(), stats.clone(), base.clone(), kinds.clone());
             let headers = headers.clone();
+            let baseline = baseline.clone();
             local.spawn_local(async move {
-                let mut i = 0u64;
+                // With a baseline, each slot of the schedule sends the target's request, then
+                // half an interval later the same kind of request to the baseline.
+                let slots = if baseline.is_some() { 2 } else { 1 };
+                let mut slot = 0u64;
                 loop {
                     // Each request has an intended start on a fixed schedule; waiting for a
                     // permit counts against it, so a stalled server cannot hide its latency.
-                    let intended = begin + interval.mul_f64(i as f64);
+                    let intended = begin + interval.mul_f64(slot as f64 / slots as f64);
                     if intended >= end {
                         break;
                     }
                     tokio::time::sleep_until(intended.into()).await;
                     let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                    i += 1;
-                    let kind_index = i;
-                    let (client, stats, base, kinds) = (client.clone(), stats.clone(), base.clone(), kinds.clone());
-                    let headers = headers.clone();
+                    let kind_index = slot / slots + 1;
+                    let (url, stats) = match (&baseline, slot % slots) {
+                        (Some((url, stats)), 1) => (url.clone(), stats.clone()),
+                        _ => (base.clone(), stats.clone()),
+                    };
+                    slot += 1;
+                    let (client, kinds, headers) = (client.clone(), kinds.clone(), headers.clone());
                     tokio::task::spawn_local(async move {
                         let kind = pick(&kinds, kind_index);
-                        let (ok, ttft) = one(&client, &base, &headers, kind, intended).await;
+                        let (ok, ttft) = one(&client, &url, &headers, kind, intended).await;
                         record(&stats, ok, intended.elapsed(), ttft);
                         drop(permit);
                     });
@@ -240,27 +278,16 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> (Stats, Duration) {
             });
         }
     }
-    let flag = stats.clone();
+    let flags: Vec<_> = std::iter::once(stats.clone()).chain(baseline.iter().map(|(_, s)| s.clone())).collect();
     local
         .run_until(async move {
             tokio::time::sleep(warmup).await;
-            flag.borrow_mut().recording = true;
+            flags.iter().for_each(|f| f.borrow_mut().recording = true);
             tokio::time::sleep(measure).await;
-            flag.borrow_mut().recording = false;
+            flags.iter().for_each(|f| f.borrow_mut().recording = false);
         })
         .await;
-    let s = Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| {
-        let s = rc.borrow();
-        Stats {
-            latency: s.latency.clone(),
-            ttft: s.ttft.clone(),
-            ok: s.ok,
-            errors: s.errors,
-            answered: s.answered,
-            recording: false,
-        }
-    });
-    (s, measure)
+    Measured { target: take(stats), baseline: baseline.map(|(_, s)| take(s)), duration: measure }
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -291,8 +318,19 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let (stats, measured) = rt.block_on(run(&args, kinds));
+    if args.baseline_url.is_some() && args.mode == Mode::Closed {
+        eprintln!("loadgen: --baseline-url needs --mode open");
+        std::process::exit(2);
+    }
+    let Measured { target: stats, baseline, duration: measured } = rt.block_on(run(&args, kinds));
     let throughput = stats.ok as f64 / measured.as_secs_f64();
+    let baseline = match (&args.baseline_url, &baseline) {
+        (Some(url), Some(b)) => json!({
+            "url": url, "ok": b.ok, "errors": b.errors,
+            "latency": percentiles(&b.latency), "ttft": percentiles(&b.ttft),
+        }),
+        _ => Value::Null,
+    };
     let report = json!({
         "target": args.name,
         "mode": if args.mode == Mode::Open { "open" } else { "closed" },
@@ -305,6 +343,7 @@ fn main() {
         "throughput_rps": (throughput * 10.0).round() / 10.0,
         "latency": percentiles(&stats.latency),
         "ttft": percentiles(&stats.ttft),
+        "baseline": baseline,
     });
     if let Some(path) = &args.json {
         if let Err(e) = std::fs::write(path, format!("{report}\n")) {

@@ -68,6 +68,8 @@ async fn loadgen_reports_without_errors() {
     assert!(closed["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     assert_eq!(written, closed);
+    // The stream through the router, paired with the same requests sent straight to the upstream.
+    let upstream = sims.base_url("up").unwrap().trim_end_matches("/v1").to_string();
     let open = tokio::task::spawn_blocking(move || {
         loadgen(&[
             "--url",
@@ -84,6 +86,8 @@ async fn loadgen_reports_without_errors() {
             "0.5",
             "--mix",
             stream,
+            "--baseline-url",
+            &upstream,
         ])
     })
     .await
@@ -91,6 +95,17 @@ async fn loadgen_reports_without_errors() {
     assert_eq!(open["errors"], 0, "{open}");
     assert!(open["ttft"]["p50_ms"].as_f64().unwrap() >= 2.0, "SSE TTFT includes the upstream's 2 ms: {open}");
     assert!(open["ttft"]["p50_ms"].as_f64() < open["latency"]["p50_ms"].as_f64(), "{open}");
+    let baseline = &open["baseline"];
+    assert_eq!(baseline["errors"], 0, "{open}");
+    assert!(baseline["ttft"]["p50_ms"].as_f64().unwrap() >= 2.0, "{open}");
+    let (ok, base_ok) = (open["ok"].as_i64().unwrap(), baseline["ok"].as_i64().unwrap());
+    assert!(ok > 100 && (ok - base_ok).abs() <= 5, "both see the same schedule: {open}");
+    // A baseline needs a schedule to share.
+    let refused = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--url", "http://127.0.0.1:9", "--mix", stream, "--baseline-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
     router.shutdown().await;
     sims.shutdown().await;
 }
