@@ -140,8 +140,10 @@ mod tests {
 
     #[test]
     fn part_hashes_are_stable_and_keep_the_parts_apart() {
-        // Pinned: sampling decisions must not move between builds or machines.
-        assert_eq!(hash_parts(&[b"req-1", b"chat", b"qwen"]), hash_parts(&[b"req-1", b"chat", b"qwen"]));
+        // Pinned (values from an independent implementation): sampling decisions must not move
+        // between builds or machines.
+        assert_eq!(hash_parts(&[b"req-1", b"chat", b"qwen"]), 0x5534_4833_60b2_05ca);
+        assert_eq!(hash_parts(&[b"req_0123456789abcdef0123456789abcdef", b"chat", b"qwen"]), 0xa346_31b3_f302_88bd);
         assert_eq!(hash_parts(&[]), 0x243F_6A88_85A3_08D3);
         let word = hash_parts(&[b"abcdefgh"]);
         assert_eq!(word, mix64(mix64(0x243F_6A88_85A3_08D3 ^ 8) ^ u64::from_le_bytes(*b"abcdefgh")));

@@ -58,8 +58,7 @@ struct Args {
     headers: Vec<String>,
     /// Open loop only: also send each request of the schedule to this base URL, half an interval
     /// after the target's, and report its percentiles alongside (`baseline`), so a proxy and the
-    /// upstream behind it are measured in the same seconds. Only the target's headers differ:
-    /// `--header` goes to both.
+    /// upstream behind it are measured in the same seconds. `--header` lines go to both.
     #[arg(long)]
     baseline_url: Option<String>,
 }
