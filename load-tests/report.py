@@ -43,6 +43,9 @@ print(f"Rounds per target: {len(runs.get((order[0], 'closed'), []))}. Median (mi
 print("| target | throughput req/s (closed loop) | load core busy % | proxy core busy % | req/s per busy proxy core | p50 ms | p99 ms | p99.9 ms at fixed rate | added p99 over direct ms | CPU s / 10k req | peak RSS MiB | SSE TTFT p50 ms | TTFT over direct ms |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 direct_p99 = med("direct", "open", "latency", "p99_ms")[0]
+# Each round's SSE TTFT p50 less that of the same streams sent straight to the upstream alongside.
+tt_rounds = {t: [r["ttft"]["p50_ms"] - r["baseline"]["ttft"]["p50_ms"] for r in runs.get((t, "sse"), [])
+                 if r.get("ttft") and (r.get("baseline") or {}).get("ttft")] for t in order}
 direct_ttft = med("direct", "sse", "ttft", "p50_ms")[0]
 for t in order:
     p99 = med(t, "open", "latency", "p99_ms")
@@ -50,10 +53,8 @@ for t in order:
     added = "-" if p99[0] is None or direct_p99 is None or t == "direct" else f"{p99[0] - direct_p99:+.3f}"
     # Paired where the run sent the same streams straight to the upstream in the same seconds:
     # the median over rounds of each round's difference; otherwise against direct's own rounds.
-    paired_tt = [r["ttft"]["p50_ms"] - r["baseline"]["ttft"]["p50_ms"] for r in runs.get((t, "sse"), [])
-                 if r.get("ttft") and (r.get("baseline") or {}).get("ttft")]
-    if paired_tt:
-        tt_added = f"{statistics.median(paired_tt):+.3f} paired"
+    if tt_rounds[t]:
+        tt_added = f"{statistics.median(tt_rounds[t]):+.3f} paired"
     else:
         tt_added = "-" if ttft[0] is None or direct_ttft is None or t == "direct" else f"{ttft[0] - direct_ttft:+.3f}"
     pct = lambda key: tuple(None if v is None else v * 100 for v in med(t, "closed", key))
@@ -91,8 +92,6 @@ if split:
     print("- CPU s / 10k requests, user + system (medians): " + ", ".join(
         f"{t} {med(t, 'closed', 'cpu_user_s_per_10k')[0]:.3f} + {med(t, 'closed', 'cpu_sys_s_per_10k')[0]:.3f}" for t in split))
 
-tt_rounds = {t: [r["ttft"]["p50_ms"] - r["baseline"]["ttft"]["p50_ms"] for r in runs.get((t, "sse"), [])
-                 if r.get("ttft") and (r.get("baseline") or {}).get("ttft")] for t in order}
 if any(tt_rounds.values()):
     print("- SSE TTFT p50 over direct's streams in the same seconds, round by round: " + "; ".join(
         f"{t} " + ", ".join(f"{d:+.3f}" for d in v) + f" (median {statistics.median(v):+.3f})" for t, v in tt_rounds.items() if v))

@@ -55,31 +55,17 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A hash of several byte strings, eight bytes at a time (each part's length mixed in, so
-/// `["ab", "c"]` and `["a", "bc"]` differ), finished by [`mix64`]: stable across platforms and
-/// releases, and several times cheaper than FNV-1a's byte at a time on a request id.
-pub(crate) fn hash_parts(parts: &[&[u8]]) -> u64 {
-    let mut h = 0x243F_6A88_85A3_08D3u64;
-    for part in parts {
-        h = mix64(h ^ part.len() as u64);
-        let mut words = part.chunks_exact(8);
-        for word in words.by_ref().filter_map(<[u8]>::first_chunk::<8>) {
-            h = mix64(h ^ u64::from_le_bytes(*word));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            h = mix64(h ^ u64::from_le_bytes(last));
-        }
-    }
-    h
-}
-
 /// FNV-1a over bytes; stable across platforms and releases, unlike `DefaultHasher`.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_parts(&[bytes])
+}
+
+/// FNV-1a over several byte strings, as if concatenated.
+pub(crate) fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     let mut h = Fnv::default();
-    std::hash::Hasher::write(&mut h, bytes);
+    for part in parts {
+        std::hash::Hasher::write(&mut h, part);
+    }
     std::hash::Hasher::finish(&h)
 }
 
@@ -136,32 +122,10 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
-    }
-
-    #[test]
-    fn part_hashes_are_stable_and_keep_the_parts_apart() {
-        // Pinned (values from an independent implementation): sampling decisions must not move
-        // between builds or machines.
-        assert_eq!(hash_parts(&[b"req-1", b"chat", b"qwen"]), 0x5534_4833_60b2_05ca);
-        assert_eq!(hash_parts(&[b"req_0123456789abcdef0123456789abcdef", b"chat", b"qwen"]), 0xa346_31b3_f302_88bd);
-        assert_eq!(hash_parts(&[]), 0x243F_6A88_85A3_08D3);
-        let word = hash_parts(&[b"abcdefgh"]);
-        assert_eq!(word, mix64(mix64(0x243F_6A88_85A3_08D3 ^ 8) ^ u64::from_le_bytes(*b"abcdefgh")));
-        // Where one part ends matters, and so do empty parts and trailing zero bytes.
-        let all = [
-            hash_parts(&[b"ab", b"c"]),
-            hash_parts(&[b"a", b"bc"]),
-            hash_parts(&[b"abc"]),
-            hash_parts(&[b"abc", b""]),
-            hash_parts(&[b"abc\0"]),
-            hash_parts(&[b"abcdefghi"]),
-            hash_parts(&[b"abcdefgh", b"i"]),
-        ];
-        for (i, a) in all.iter().enumerate() {
-            for b in &all[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
+        assert_eq!(fnv1a_parts(&[b"foo", b"", b"bar"]), fnv1a(b"foobar"));
+        let mut h = Fnv::default();
+        std::hash::Hasher::write(&mut h, b"foobar");
+        assert_eq!(std::hash::Hasher::finish(&h), 0x8594_4171_f739_67e8);
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn load_mix(path: &PathBuf) -> Result<Vec<Kind>, String> {
 }
 
 /// What was measured.
+#[derive(Clone)]
 struct Stats {
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
@@ -182,17 +183,7 @@ struct Measured {
 }
 
 fn take(stats: Rc<RefCell<Stats>>) -> Stats {
-    Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| {
-        let s = rc.borrow();
-        Stats {
-            latency: s.latency.clone(),
-            ttft: s.ttft.clone(),
-            ok: s.ok,
-            errors: s.errors,
-            answered: s.answered,
-            recording: false,
-        }
-    })
+    Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone())
 }
 
 async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {

@@ -16,7 +16,7 @@ use crate::config::Candidate;
 use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
-use crate::rng::hash_parts;
+use crate::rng::fnv1a;
 use crate::rng::NameMap;
 use crate::state::{RouteState, Snapshot};
 
@@ -162,11 +162,11 @@ impl Shadow {
 
     /// Remembers who served a request, for feedback.
     pub fn served(&self, request_id: &str, served: Served) {
-        lock(&self.served).push(hash_parts(&[request_id.as_bytes()]), served);
+        lock(&self.served).push(fnv1a(request_id.as_bytes()), served);
     }
 
     pub fn lookup_served(&self, request_id: &str) -> Option<Served> {
-        lock(&self.served).find(hash_parts(&[request_id.as_bytes()])).cloned()
+        lock(&self.served).find(fnv1a(request_id.as_bytes())).cloned()
     }
 }
 

@@ -4,7 +4,9 @@ use crate::rng;
 
 /// A number in [0, 1) drawn from the request id, route and salt.
 pub fn draw(request_id: &[u8], route: &str, salt: &str) -> f64 {
-    rng::unit(rng::hash_parts(&[request_id, route.as_bytes(), salt.as_bytes()]))
+    let h = rng::fnv1a_parts(&[request_id, &[0xff], route.as_bytes(), &[0xfe], salt.as_bytes()]);
+    // FNV alone is poorly mixed in its high bits for similar inputs; finish with splitmix64.
+    rng::unit(rng::mix64(h))
 }
 
 /// Whether this request is in the sample of size `rate`.
