@@ -82,13 +82,33 @@ impl Wire {
         }
     }
 
-    /// The request's own header lines: `first`, then the Host header and the model's own key.
-    pub fn headers<'a>(&'a self, first: &[(&'static str, &'a [u8])]) -> Vec<(&'static str, &'a [u8])> {
-        let mut out = Vec::with_capacity(first.len() + 2);
-        out.extend_from_slice(first);
-        out.extend(self.host.iter().map(|h| ("host", h.as_bytes())));
-        out.extend(self.authorization.iter().map(|a| ("authorization", a.as_bytes())));
+    /// The request's own header lines: `first` (at most three), then the Host header and the
+    /// model's own key.
+    pub fn headers<'a, const N: usize>(&'a self, first: [(&'static str, &'a [u8]); N]) -> OwnLines<'a> {
+        const { assert!(N <= 3) };
+        let mut out = OwnLines { lines: [("", &[]); 5], len: 0 };
+        let host = self.host.iter().map(|h| ("host", h.as_bytes()));
+        let key = self.authorization.iter().map(|a| ("authorization", a.as_bytes()));
+        for line in first.into_iter().chain(host).chain(key) {
+            out.lines[out.len] = line;
+            out.len += 1;
+        }
         out
+    }
+}
+
+/// A request's own header lines ([`Wire::headers`]), held in place rather than in a list
+/// allocated per request.
+pub struct OwnLines<'a> {
+    lines: [(&'static str, &'a [u8]); 5],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for OwnLines<'a> {
+    type Target = [(&'static str, &'a [u8])];
+
+    fn deref(&self) -> &Self::Target {
+        &self.lines[..self.len]
     }
 }
 

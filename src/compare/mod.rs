@@ -7,12 +7,13 @@ pub mod text;
 pub mod vectors;
 pub mod wer;
 
-/// What a response looked like once reassembled (a mirror of the proxy's capture, converted from it).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Output {
-    pub text: String,
-    pub tool_calls: Vec<ToolCall>,
-    pub embeddings: Vec<Vec<f32>>,
+/// What a response looked like once reassembled, as the comparators read it: borrowed from the
+/// proxy's capture, so comparing copies nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Output<'a> {
+    pub text: &'a str,
+    pub tool_calls: &'a [ToolCall],
+    pub embeddings: &'a [Vec<f32>],
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -147,8 +148,8 @@ mod tests {
         out
     }
 
-    fn text(s: &str) -> Output {
-        Output { text: s.to_string(), ..Output::default() }
+    fn text(s: &str) -> Output<'_> {
+        Output { text: s, ..Output::default() }
     }
 
     fn call(name: &str, arguments: &str) -> ToolCall {
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!(agreement(&Comparator::Normalized, &text("Hi  there"), &text("hi there\n")), Some(1.0));
         assert_eq!(agreement(&Comparator::Json, &text(r#"{"a":1,"b":2}"#), &text(r#"{"b":2,"a":1}"#)), Some(1.0));
         // Text comparators ignore embeddings entirely.
-        let with_vectors = Output { embeddings: vec![vec![1.0]], ..text("a b c") };
+        let with_vectors = Output { embeddings: &[vec![1.0]], ..text("a b c") };
         assert_eq!(agreement(&Comparator::Exact, &a, &with_vectors), Some(1.0));
     }
 
@@ -197,19 +198,19 @@ mod tests {
 
     #[test]
     fn tool_calls_dominate_and_average_with_text() {
-        let a = Output { tool_calls: vec![call("f", r#"{"x":1,"y":2}"#)], ..text("Calling the tool") };
-        let b = Output { tool_calls: vec![call("f", r#"{"x":1,"y":3}"#)], ..text("calling the  tool") };
+        let a = Output { tool_calls: &[call("f", r#"{"x":1,"y":2}"#)], ..text("Calling the tool") };
+        let b = Output { tool_calls: &[call("f", r#"{"x":1,"y":3}"#)], ..text("calling the  tool") };
         // Tools: keys {x, y}, x equal → 0.5. Normalized text: equal → 1. Mean = 0.75.
         assert_eq!(agreement(&Comparator::Normalized, &a, &b), Some(0.75));
         // Exact text differs → (0.5 + 0) / 2.
         assert_eq!(agreement(&Comparator::Exact, &a, &b), Some(0.25));
         // One side without text: tool score alone.
-        let quiet = Output { text: " \n".to_string(), ..b };
+        let quiet = Output { text: " \n", ..b };
         assert_eq!(agreement(&Comparator::Exact, &a, &quiet), Some(0.5));
         // Only one side called a tool: tools 0/1 = 0, texts equal → (0 + 1) / 2.
         let plain = text("Calling the tool");
         assert_eq!(agreement(&Comparator::Exact, &a, &plain), Some(0.5));
-        let silent_call = Output { tool_calls: vec![call("f", "")], ..Output::default() };
+        let silent_call = Output { tool_calls: &[call("f", "")], ..Output::default() };
         assert_eq!(agreement(&Comparator::Exact, &text(""), &silent_call), Some(0.0));
     }
 
@@ -217,11 +218,11 @@ mod tests {
     fn neighbourhood_uses_embeddings_only() {
         let mut rng = Lcg(7);
         let batch = rng.batch(4, 3);
-        let a = Output { embeddings: batch.clone(), tool_calls: vec![call("f", "{}")], ..text("x") };
-        let b = Output { embeddings: batch, ..text("completely different") };
+        let a = Output { embeddings: &batch, tool_calls: &[call("f", "{}")], ..text("x") };
+        let b = Output { embeddings: &batch, ..text("completely different") };
         assert_eq!(agreement(&Comparator::Neighbourhood, &a, &b), Some(1.0));
         assert_eq!(agreement(&Comparator::Neighbourhood, &text("x"), &text("x")), None);
-        let two = Output { embeddings: rng.batch(2, 3), ..Output::default() };
+        let two = Output { embeddings: &rng.batch(2, 3), ..Output::default() };
         assert_eq!(agreement(&Comparator::Neighbourhood, &two, &two), None);
     }
 
@@ -232,7 +233,7 @@ mod tests {
             for c in &TEXT_COMPARATORS {
                 assert_eq!(agreement(c, &out, &out), Some(1.0), "{c:?} on {s:?}");
             }
-            let calls = Output { tool_calls: vec![call("f", &s), call(&s, "{}")], ..out.clone() };
+            let calls = Output { tool_calls: &[call("f", &s), call(&s, "{}")], ..out };
             for c in &TEXT_COMPARATORS {
                 assert_eq!(agreement(c, &calls, &calls), Some(1.0), "{c:?} with tools on {s:?}");
             }

@@ -22,8 +22,10 @@ pub struct UpBody {
 }
 
 impl UpBody {
-    pub fn new(chunks: Vec<Bytes>) -> UpBody {
-        UpBody { chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect() }
+    pub fn new(mut chunks: Vec<Bytes>) -> UpBody {
+        chunks.retain(|c| !c.is_empty());
+        // In place: the list's own buffer becomes the queue's.
+        UpBody { chunks: VecDeque::from(chunks) }
     }
 
     pub fn into_chunks(self) -> VecDeque<Bytes> {

@@ -41,21 +41,25 @@ pub(super) async fn forward(
 ) -> Result<Reply, Failure> {
     let route_name = route.route.name.as_str();
     let modality = req.modality.as_str();
-    let targets: Vec<&str> =
-        std::iter::once(route.leader.as_str()).chain(route.route.fallbacks.iter().map(String::as_str)).collect();
+    // The leader, then the fallbacks in order (by index: no list is built per request).
+    let fallbacks = &route.route.fallbacks;
+    let target = |i: usize| match i {
+        0 => Some(route.leader.as_str()),
+        _ => fallbacks.get(i - 1).map(String::as_str),
+    };
     let fail =
         |error, model: &str| Failure { error, route: route_name.to_string(), modality, model: model.to_string() };
     // Decided before the leader is called, so candidates run alongside it.
     let mut leader_tx = shadow::start(app, snap, route, &req, request_id);
     let mut router_time = Duration::ZERO;
     let mut last_error = None;
-    for (i, name) in targets.iter().enumerate() {
-        let next = targets.get(i + 1).copied();
+    for i in 0..=fallbacks.len() {
+        let (Some(name), next) = (target(i), target(i + 1)) else { continue };
         let Some(up) = snap.upstream(name) else { continue };
         // The model's URL and key, the rewritten body, the request id, then the client's
         // forwarded header lines.
         let target = up.wire.target(req.endpoint, req.query.as_deref());
-        let headers = up.wire.headers(&[("x-request-id", request_id.as_bytes())]);
+        let headers = up.wire.headers([("x-request-id", request_id.as_bytes())]);
         let body = req.body_for(&up.model.model);
         let sent_at = Instant::now();
         if i == 0 {
@@ -95,7 +99,7 @@ pub(super) async fn forward(
                 // Only the leader's own answer is compared with candidates.
                 let tee = if i == 0 { leader_tx.take() } else { None };
                 let timing = Timings { started, ttfb, router_time, headers_at };
-                let series = route.series.get(*name).cloned();
+                let series = route.series.get(name).cloned();
                 return Ok(respond(app, route_name, req.modality, up, resp, request_id, timing, tee, series));
             }
             Err(ClientError::Connect(e)) => AttemptError::Connect(e),

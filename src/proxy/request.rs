@@ -110,6 +110,21 @@ impl JsonObject {
         self.raw(key).and_then(|r| serde_json::from_slice(r).ok())
     }
 
+    /// The body for `model`: the client's own bytes when its one `model` field already names
+    /// `model` as plain text, otherwise the object rewritten ([`JsonObject::with_model`]).
+    fn for_model(&self, model: &str) -> Bytes {
+        let plain = !model.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        let mut named = self.fields.iter().filter(|(k, _)| self.key(k) == b"model");
+        if let (true, Some((Key::At(_), v)), None) = (plain, named.next(), named.next()) {
+            let raw = &self.body[v.clone()];
+            let says = raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")) == Some(model.as_bytes());
+            if says {
+                return self.body.clone();
+            }
+        }
+        Bytes::from(self.with_model(model))
+    }
+
     /// The object with `model` set to `model` (added first if absent).
     fn with_model(&self, model: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + model.len() + 16);
@@ -274,7 +289,7 @@ impl ClientRequest {
     /// The body rewritten for an upstream: its `model` field set to `model`.
     pub fn body_for(&self, model: &str) -> UpBody {
         match &self.payload {
-            Payload::Json(obj) => UpBody::new(vec![Bytes::from(obj.with_model(model))]),
+            Payload::Json(obj) => UpBody::new(vec![obj.for_model(model)]),
             Payload::Multipart { boundary, parts } => {
                 UpBody::new(multipart::replace_field(&self.body, boundary, parts, "model", model))
             }
@@ -315,6 +330,28 @@ mod tests {
         assert_eq!(out, serde_json::json!({"model": "new", "a\"b": 1, "n": [1]}));
         assert_eq!(escaped.raw("n"), Some(&b"[1]"[..]));
         assert!(parse_static(b"[1, 2]").is_err());
+        // A body that already names the model goes as the client sent it; any other is rewritten.
+        let body = br#"{ "messages": [], "model" : "gpt-x" }"#;
+        let named = parse_static(body).unwrap();
+        assert_eq!(&named.for_model("gpt-x")[..], &body[..]);
+        assert_eq!(&named.for_model("gpt-y")[..], &named.with_model("gpt-y")[..]);
+        for rewritten in [
+            &br#"{"model": "gpt-x", "model": "gpt-x"}"#[..],
+            br#"{"mo\u0064el": "gpt-x"}"#,
+            br#"{"model": "gpt\u002dx"}"#,
+            br#"{"model": ["gpt-x"]}"#,
+            br#"{"messages": []}"#,
+        ] {
+            let obj = parse_static(rewritten).unwrap();
+            assert_eq!(
+                &obj.for_model("gpt-x")[..],
+                &obj.with_model("gpt-x")[..],
+                "{}",
+                String::from_utf8_lossy(rewritten)
+            );
+        }
+        let odd = parse_static(br#"{"model": "a\b"}"#).unwrap();
+        assert_eq!(&odd.for_model("a\\b")[..], &odd.with_model("a\\b")[..]);
         assert!(parse_static(b"{broken").is_err());
     }
 

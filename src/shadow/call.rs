@@ -47,7 +47,7 @@ pub async fn call(
     let mut capture: Option<Capture> = None;
     let work = async {
         let target = up.wire.target(endpoint, query);
-        let headers = up.wire.headers(&[
+        let headers = up.wire.headers([
             ("content-type", content_type.as_bytes()),
             ("x-shadowroute-shadow", b"1"),
             ("x-request-id", request_id.as_bytes()),

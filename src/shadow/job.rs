@@ -33,19 +33,10 @@ pub fn comparator_for(route: &Route, endpoint: Endpoint) -> Option<Agreement> {
     }
 }
 
-fn output(c: &Captured) -> Output {
-    Output {
-        text: c.text.clone(),
-        tool_calls: c
-            .tool_calls
-            .iter()
-            .map(|t| compare::ToolCall { name: t.name.clone(), arguments: t.arguments.clone() })
-            .collect(),
-        embeddings: c.embeddings.clone(),
-    }
+fn output(c: &Captured) -> Output<'_> {
+    Output { text: &c.text, tool_calls: &c.tool_calls, embeddings: &c.embeddings }
 }
 
-/// Everything one background job needs; it owns its permits until it ends.
 pub struct Job {
     pub app: SharedApp,
     pub snap: Arc<Snapshot>,
@@ -91,7 +82,7 @@ impl Job {
         // The permits stay with the job (self.jobs) until the comparisons are recorded.
         let calls = join_all(self.jobs.iter().filter_map(|(cand, _permit)| {
             let fut = self.send(&cand.model, cand.timeout)?;
-            let model = cand.model.clone();
+            let model = cand.model.as_str();
             Some(async move { (model, fut.await) })
         }));
         let noise_timeout = self.snap.upstream(&self.leader).map(|u| u.model.timeouts.total).unwrap_or_default();
@@ -118,17 +109,16 @@ impl Job {
         if let (Some(l), Some(n)) = (leader_ok, &noise) {
             if n.outcome == CallOutcome::Ok {
                 if let Some(a) = self.agreement(&compare, &l.captured, &n.captured).await {
-                    self.app
-                        .shadow
-                        .evaluations()
-                        .entry(self.route.name.clone())
-                        .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader, self.route.policy.min_samples))
-                        .record_noise(&self.segment, a);
+                    if let Some(eval) =
+                        super::eval_for(&mut self.app.shadow.evaluations(), &self.route.name, &self.leader, &self.route)
+                    {
+                        eval.record_noise(&self.segment, a);
+                    }
                 }
             }
         }
         for (model, result) in results {
-            self.finish_candidate(&model, &compare, leader.as_ref(), leader_ok.is_some(), result).await;
+            self.finish_candidate(model, &compare, leader.as_ref(), leader_ok.is_some(), result).await;
         }
         drop(self.jobs);
         drop(self.noise);
@@ -187,8 +177,12 @@ impl Job {
             candidate: model.to_string(),
             leader: self.leader.clone(),
             segment: self.segment.clone(),
-            request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
-            outcome: outcome.as_str().to_string(),
+            request_id: match self.request_id.to_str() {
+                Ok(id) => id.to_owned(),
+                // A client's id with bytes past ASCII: kept, with those bytes replaced.
+                Err(_) => String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
+            },
+            outcome: outcome.as_str(),
             agreement,
             noise: None,
             judge: match judged {
@@ -210,11 +204,9 @@ impl Job {
     /// Adds the sample to the route's evaluation (gauges are exported by control's tick).
     fn record(&self, model: &str, sample: &Sample) {
         let mut evals = self.app.shadow.evaluations();
-        let eval = evals
-            .entry(self.route.name.clone())
-            .or_insert_with(|| crate::evaluate::RouteEval::new(&self.leader, self.route.policy.min_samples));
+        let eval = super::eval_for(&mut evals, &self.route.name, &self.leader, &self.route);
         // A leader change while this request was in flight makes its evidence stale.
-        if eval.leader == self.leader {
+        if let Some(eval) = eval.filter(|e| e.leader == self.leader) {
             eval.record(model, sample);
         }
     }

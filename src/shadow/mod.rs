@@ -4,7 +4,6 @@ mod call;
 mod job;
 pub mod sampling;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use http::HeaderValue;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::SharedApp;
-use crate::config::Candidate;
+use crate::config::{Candidate, Route};
 use crate::evaluate::{RouteEval, Timing};
 use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
@@ -81,7 +80,7 @@ const SERVED_CAPACITY: usize = 100_000;
 pub struct Shadow {
     limits: Mutex<ByRoute<Arc<Semaphore>>>,
     budgets: Mutex<ByRoute<Budget>>,
-    evaluations: Mutex<HashMap<String, RouteEval>>,
+    evaluations: Mutex<NameMap<String, RouteEval>>,
     served: Mutex<ServedLog>,
 }
 
@@ -98,6 +97,20 @@ fn by_route<'a, V>(map: &'a mut ByRoute<V>, route: &str, name: &str, new: impl F
         names.insert(name.to_string(), new());
     }
     names.get_mut(name)
+}
+
+/// The route's evaluation, made on first use with `leader` as its leader; the route's name is
+/// copied into the map only then.
+fn eval_for<'a>(
+    evals: &'a mut NameMap<String, RouteEval>,
+    name: &str,
+    leader: &str,
+    route: &Route,
+) -> Option<&'a mut RouteEval> {
+    if !evals.contains_key(name) {
+        evals.insert(name.to_string(), RouteEval::new(leader, route.policy.min_samples));
+    }
+    evals.get_mut(name)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,7 +137,7 @@ impl Drop {
 
 impl Shadow {
     /// The route's evaluation state, for reading or recording.
-    pub fn evaluations(&self) -> MutexGuard<'_, HashMap<String, RouteEval>> {
+    pub fn evaluations(&self) -> MutexGuard<'_, NameMap<String, RouteEval>> {
         lock(&self.evaluations)
     }
 
@@ -205,11 +218,9 @@ pub fn start(
         };
         if let Some(reason) = dropped {
             app.metrics.shadow_dropped.with_label_values(&[name, &c.model, reason.as_str()]).inc();
-            app.shadow
-                .evaluations()
-                .entry(name.to_string())
-                .or_insert_with(|| RouteEval::new(&route.leader, route.route.policy.min_samples))
-                .dropped(&c.model, reason.as_str());
+            if let Some(eval) = eval_for(&mut app.shadow.evaluations(), name, &route.leader, &route.route) {
+                eval.dropped(&c.model, reason.as_str());
+            }
         }
     }
     if jobs.is_empty() {
@@ -224,9 +235,7 @@ pub fn start(
     let segment = {
         let ev = &route.route.evaluate;
         let mut evals = app.shadow.evaluations();
-        let eval = evals
-            .entry(name.to_string())
-            .or_insert_with(|| RouteEval::new(&route.leader, route.route.policy.min_samples));
+        let eval = eval_for(&mut evals, name, &route.leader, &route.route)?;
         eval.segmenter.key(&ev.segment_by, |h| req.headers.get_str(h).map(str::to_string), ev.max_segments)
     };
     let (tx, rx) = oneshot::channel();

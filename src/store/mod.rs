@@ -27,7 +27,7 @@ pub struct ComparisonRecord {
     pub leader: String,
     pub segment: String,
     pub request_id: String,
-    pub outcome: String,
+    pub outcome: &'static str,
     pub agreement: Option<f64>,
     pub noise: Option<f64>,
     pub judge: Option<f64>,

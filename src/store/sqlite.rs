@@ -212,7 +212,7 @@ mod tests {
             leader: "gpt".into(),
             segment: "all".into(),
             request_id: format!("r{i}"),
-            outcome: "ok".into(),
+            outcome: "ok",
             agreement: Some(0.5),
             noise: None,
             judge: Some(1.0),

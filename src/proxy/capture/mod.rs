@@ -52,11 +52,8 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolCall {
-    pub name: String,
-    pub arguments: String,
-}
+/// A tool call as captured, in the form the comparators read.
+pub use crate::compare::ToolCall;
 
 /// What a finished (or aborted) body yielded.
 #[derive(Debug, Clone, Default, PartialEq)]

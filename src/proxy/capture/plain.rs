@@ -116,9 +116,15 @@ fn index_of(raw: &[u8]) -> Option<u64> {
 }
 
 /// `Some(Some(text))` for a JSON string, `Some(None)` for any other value (which adds no text).
+/// `raw` has been checked to be JSON, so a string without a backslash is its own text.
 fn string(raw: &[u8]) -> Option<Option<Cow<'_, str>>> {
     if !raw.starts_with(b"\"") {
         return Some(None);
+    }
+    if let Some(inner) =
+        raw.get(1..raw.len() - 1).filter(|t| raw.ends_with(b"\"") && memchr::memchr(b'\\', t).is_none())
+    {
+        return Some(Some(Cow::Borrowed(std::str::from_utf8(inner).ok()?)));
     }
     let text = serde_json::from_slice::<&str>(raw)
         .map(Cow::Borrowed)
