@@ -65,17 +65,17 @@ impl Comparator {
 /// Wer treats `a` as the reference.
 pub fn agreement(c: &Comparator, a: &Output, b: &Output) -> Option<f64> {
     if *c == Comparator::Neighbourhood {
-        return vectors::neighbourhood(&a.embeddings, &b.embeddings);
+        return vectors::neighbourhood(a.embeddings, b.embeddings);
     }
     if a.tool_calls.is_empty() && b.tool_calls.is_empty() {
-        return text_agreement(c, &a.text, &b.text);
+        return text_agreement(c, a.text, b.text);
     }
-    let tools = json::tool_calls(&a.tool_calls, &b.tool_calls);
+    let tools = json::tool_calls(a.tool_calls, b.tool_calls);
     // Whitespace-only text (a stray newline before a streamed tool call) is not an answer.
     if a.text.trim().is_empty() || b.text.trim().is_empty() {
         return Some(tools);
     }
-    text_agreement(c, &a.text, &b.text).map(|t| (tools + t) / 2.0)
+    text_agreement(c, a.text, b.text).map(|t| (tools + t) / 2.0)
 }
 
 /// None only for Neighbourhood, which has nothing to say about text.
