@@ -1,6 +1,8 @@
-//! A strict one-pass JSON reader: checks a body is a JSON object and finds its top-level fields (request bodies; captured answers, checked as a value tree would read them), or checks one value whole, leaving whatever it does not handle to serde_json.
+//! A strict one-pass JSON reader: checks a body is a JSON object and finds its top-level fields (request bodies), or records its first levels on a tape (captured answers, checked as a value tree would read them), or checks one value whole, leaving whatever it does not handle to serde_json.
 
 use std::ops::Range;
+
+use super::scan;
 
 /// Nesting deeper than this is left to serde_json (whose own limit then applies).
 const MAX_DEPTH: usize = 100;
@@ -11,41 +13,105 @@ const MAX_DEPTH: usize = 100;
 /// for invalid JSON and for what is left to serde_json: a top-level key with escapes, or
 /// nesting deeper than [`MAX_DEPTH`]. After false, `field` may have been called for a prefix.
 pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    fields(body, false, field)
+    let mut r = Reader::<false> { b: body, i: 0, finite: false, tape: Vec::new() };
+    r.object_body(OFF, field)
 }
 
-/// [`object_fields`] for a body that must also read into a value tree: numbers past f64's
-/// range are refused too (see [`valid`]).
-pub fn tree_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    fields(body, true, field)
+/// The [`Tape`] of `body` when it is a JSON object this reader accepts (as for
+/// [`object_fields`]) that also reads into a value tree: numbers past f64's range are refused
+/// too (see [`valid`]).
+pub fn tape(body: &[u8]) -> Option<Tape<'_>> {
+    let mut r = Reader::<true> { b: body, i: 0, finite: true, tape: Vec::with_capacity(16) };
+    r.object_body(TOP, |_, _| {}).then_some(Tape { body, entries: r.tape })
 }
 
-fn fields(body: &[u8], finite: bool, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    if !body.is_ascii() && std::str::from_utf8(body).is_err() {
-        return false;
+/// Object members are recorded down to this level (a top-level member is level 1; a chat
+/// answer's `choices[i].message.content` is level 4)...
+const MEMBER_LEVELS: usize = 4;
+/// ...and list items down to this one (the items of a top-level list, such as `choices` or
+/// `data`; not the numbers of an embedding).
+const ITEM_LEVELS: usize = 2;
+/// The parent of a top-level member.
+const TOP: usize = usize::MAX - 1;
+/// The parent of what is not recorded: nothing inside an unrecorded value is recorded either.
+const OFF: usize = usize::MAX;
+
+/// One recorded value: an object's member (with its key) or a list's item (without).
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The entry of the value holding this one, or [`TOP`].
+    parent: usize,
+    /// 1 for a top-level member, 2 for what is inside one, and so on.
+    level: usize,
+    key: Option<Range<usize>>,
+    value: Range<usize>,
+    /// Just past the last entry recorded inside this value.
+    end: usize,
+}
+
+/// A checked body's first levels, recorded in the one pass that checked it, so its nested
+/// fields (a choice's, a message's, a usage's) are found without walking it again. Lookups
+/// name a value by its raw text (a slice of the body); one that is not on the tape is walked
+/// by the structural scan instead. Keys are compared as written, and a repeated key counts
+/// its last value, as in a value tree's maps.
+pub struct Tape<'a> {
+    body: &'a [u8],
+    entries: Vec<Entry>,
+}
+
+impl<'a> Tape<'a> {
+    /// The raw values of the top-level fields named by `keys`.
+    pub fn top_fields<const N: usize>(&self, keys: [&[u8]; N]) -> [Option<&'a [u8]>; N] {
+        self.members(TOP, 0..self.entries.len(), keys)
     }
-    let mut r = Reader { b: body, i: 0, finite };
-    r.ws();
-    if r.peek() != Some(b'{') {
-        return false;
-    }
-    // The top level is read like any object, with each member handed to `field`.
-    let read = r.container(b'}', 0, |r| {
-        let key_start = r.i + 1;
-        if r.string()? {
+
+    /// The raw values of the fields named by `keys` of the object `raw`, or None if `raw` is not
+    /// an object (see [`scan::top_level_fields`]).
+    pub fn fields<const N: usize>(&self, raw: &'a [u8], keys: [&[u8]; N]) -> Option<[Option<&'a [u8]>; N]> {
+        if !raw.starts_with(b"{") {
             return None;
         }
-        let key = key_start..r.i - 1;
-        r.ws();
-        r.expect(b':')?;
-        r.ws();
-        let value_start = r.i;
-        r.value(1)?;
-        field(key, value_start..r.i);
-        Some(())
-    });
-    r.ws();
-    read.is_some() && r.i == body.len()
+        match self.find(raw).filter(|at| self.entries[*at].level < MEMBER_LEVELS) {
+            Some(at) => Some(self.members(at, at + 1..self.entries[at].end, keys)),
+            None => scan::top_level_fields(raw, keys),
+        }
+    }
+
+    /// For each item of the list `raw`, the raw values of its fields named by `keys`, or None
+    /// for an item that is not an object (as [`scan::element_fields`] finds them); None when
+    /// `raw` is not a list whose items are on the tape.
+    pub fn items<const N: usize>(
+        &self,
+        raw: &'a [u8],
+        keys: [&'a [u8]; N],
+    ) -> Option<impl Iterator<Item = Option<[Option<&'a [u8]>; N]>> + '_> {
+        let at = self.find(raw).filter(|at| raw.starts_with(b"[") && self.entries[*at].level < ITEM_LEVELS)?;
+        let inside = &self.entries[at + 1..self.entries[at].end];
+        Some(inside.iter().enumerate().filter(move |(_, e)| e.parent == at).map(move |(j, e)| {
+            let item = at + 1 + j;
+            let value = &self.body[e.value.clone()];
+            value.starts_with(b"{").then(|| self.members(item, item + 1..self.entries[item].end, keys))
+        }))
+    }
+
+    /// The entry whose value is `raw`.
+    fn find(&self, raw: &[u8]) -> Option<usize> {
+        let start = (raw.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
+        let range = start..start + raw.len();
+        self.entries.iter().position(|e| e.value == range)
+    }
+
+    /// The values of the members of `parent` (recorded in `within`) named by `keys`.
+    fn members<const N: usize>(&self, parent: usize, within: Range<usize>, keys: [&[u8]; N]) -> [Option<&'a [u8]>; N] {
+        let mut found = [None; N];
+        for e in self.entries[within].iter().filter(|e| e.parent == parent) {
+            let Some(key) = &e.key else { continue };
+            if let Some(slot) = keys.iter().position(|k| *k == &self.body[key.clone()]) {
+                found[slot] = Some(&self.body[e.value.clone()]);
+            }
+        }
+        found
+    }
 }
 
 /// Whether `raw` is one JSON value (with surrounding whitespace) that serde_json reads into a
@@ -56,21 +122,77 @@ pub fn valid(raw: &[u8]) -> bool {
     if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
         return false;
     }
-    let mut r = Reader { b: raw, i: 0, finite: true };
+    let mut r = Reader::<false> { b: raw, i: 0, finite: true, tape: Vec::new() };
     r.ws();
-    let read = r.value(0);
+    let read = r.value(0, OFF);
     r.ws();
     read.is_some() && r.i == raw.len()
 }
 
-struct Reader<'a> {
+/// `RECORD`: whether it keeps a [`Tape`] (a reader that does not pays nothing for it).
+struct Reader<'a, const RECORD: bool> {
     b: &'a [u8],
     i: usize,
     /// Refuse numbers past f64's range, as serde_json's value tree does.
     finite: bool,
+    /// What is recorded (see [`Tape`]).
+    tape: Vec<Entry>,
 }
 
-impl Reader<'_> {
+impl<const RECORD: bool> Reader<'_, RECORD> {
+    /// Reads the whole input as one object (with surrounding whitespace), its members at
+    /// `top` (recorded, or [`OFF`]), handing each top-level member's key and value to `field`.
+    /// False where [`object_fields`] says so.
+    fn object_body(&mut self, top: usize, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
+        if !self.b.is_ascii() && std::str::from_utf8(self.b).is_err() {
+            return false;
+        }
+        self.ws();
+        if self.peek() != Some(b'{') {
+            return false;
+        }
+        let read = self.container(b'}', 0, |r| {
+            let key_start = r.i + 1;
+            if r.string()? {
+                return None;
+            }
+            let key = key_start..r.i - 1;
+            r.ws();
+            r.expect(b':')?;
+            r.ws();
+            let value_start = r.i;
+            let at = r.open(top, 1, true, Some(key.clone()));
+            r.value(1, at)?;
+            r.close(at);
+            field(key, value_start..r.i);
+            Some(())
+        });
+        self.ws();
+        read.is_some() && self.i == self.b.len()
+    }
+
+    /// Records the value starting here, at `level` inside `parent`, when `parent` is recorded
+    /// and the level is `within` the recorded ones; its entry, or [`OFF`].
+    fn open(&mut self, parent: usize, level: usize, within: bool, key: Option<Range<usize>>) -> usize {
+        if !RECORD || parent == OFF || !within {
+            return OFF;
+        }
+        self.tape.push(Entry { parent, level, key, value: self.i..self.i, end: 0 });
+        self.tape.len() - 1
+    }
+
+    /// Ends the recorded value `at` here.
+    fn close(&mut self, at: usize) {
+        if !RECORD {
+            return;
+        }
+        let end = self.tape.len();
+        if let Some(e) = self.tape.get_mut(at) {
+            e.value.end = self.i;
+            e.end = end;
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -91,17 +213,28 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Option<()> {
+    /// The value starting here, at `depth`, inside the recorded value `at` (or [`OFF`]).
+    fn value(&mut self, depth: usize, at: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' => self.container(b'}', depth, |r| {
+                let key_start = r.i + 1;
                 r.string()?;
+                let key = key_start..r.i - 1;
                 r.ws();
                 r.expect(b':')?;
                 r.ws();
-                r.value(depth + 1)
+                let member = r.open(at, depth + 1, depth < MEMBER_LEVELS, Some(key));
+                r.value(depth + 1, member)?;
+                r.close(member);
+                Some(())
             }),
-            b'[' => self.container(b']', depth, |r| r.value(depth + 1)),
+            b'[' => self.container(b']', depth, |r| {
+                let item = r.open(at, depth + 1, depth < ITEM_LEVELS, None);
+                r.value(depth + 1, item)?;
+                r.close(item);
+                Some(())
+            }),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -316,6 +449,68 @@ mod tests {
             for start in 0..=s.len().min(3) {
                 if start <= want {
                     assert_eq!(plain_run_end(s.as_bytes(), start), want, "{s:?} from {start}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tape_records_the_first_levels_and_the_scan_finds_the_rest() {
+        let count = |body: &str| tape(body.as_bytes()).map(|t| t.entries.len());
+        // Members down to the fourth level, items down to the second.
+        assert_eq!(count(r#"{"c":[{"m":{"x":{"y":1}}}]}"#), Some(4));
+        assert_eq!(count(r#"{"a":[[{"b":1}]], "d":[1,2]}"#), Some(5));
+        assert_eq!(count("{\"a\": 1e400}"), None);
+        let body = r#"{"a":[[{"b":1}]], "a":{"b":2,"b":{"c":3}}}"#;
+        let t = tape(body.as_bytes()).unwrap();
+        // A repeated key counts its last value, on the tape as in the scan.
+        let [a] = t.top_fields([b"a"]);
+        assert_eq!(a, Some(&br#"{"b":2,"b":{"c":3}}"#[..]));
+        assert_eq!(t.fields(a.unwrap(), [b"b"]), Some([Some(&br#"{"c":3}"#[..])]));
+        // An object below the recorded levels is found by the scan.
+        let first = &body.as_bytes()[5..16];
+        assert_eq!(first, br#"[[{"b":1}]]"#);
+        let inner: Vec<_> = t.items(first, [b"b"]).unwrap().collect();
+        assert_eq!(inner, vec![None]);
+        assert_eq!(t.fields(&first[2..9], [b"b"]), Some([Some(&b"1"[..])]));
+        assert!(t.items(&first[2..9], [b"b"]).is_none());
+    }
+
+    fn arb_object() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            "[a-z\"\\\\ é]{0,6}".prop_map(Value::from),
+        ];
+        let tree = leaf.prop_recursive(6, 64, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[abc]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::btree_map("[abc]", tree, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest::proptest! {
+        /// What the tape finds inside each value it recorded, the structural scan finds too.
+        #[test]
+        fn the_tape_agrees_with_the_scan(v in arb_object(), pretty in proptest::bool::ANY) {
+            const KEYS: [&[u8]; 3] = [b"a", b"b", b"c"];
+            let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { v.to_string() };
+            let body = text.as_bytes();
+            let t = tape(body).unwrap();
+            proptest::prop_assert_eq!(Some(t.top_fields(KEYS)), scan::top_level_fields(body, KEYS));
+            for e in &t.entries {
+                let raw = &body[e.value.clone()];
+                proptest::prop_assert_eq!(t.fields(raw, KEYS), scan::top_level_fields(raw, KEYS), "{}", text);
+                // A list whose items are not recorded is left to the scan (None).
+                if let Some(items) = t.items(raw, KEYS) {
+                    let scanned: Vec<_> = scan::element_fields(raw, KEYS).collect();
+                    proptest::prop_assert_eq!(items.collect::<Vec<_>>(), scanned, "{}", text);
                 }
             }
         }

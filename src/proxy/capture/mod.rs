@@ -134,9 +134,17 @@ impl UsageFields {
 /// read the same counts. Like the scan of the body around it, this does not check fields it does
 /// not read, and a repeated key counts its last value where serde would reject the object.
 fn usage_of(raw: &[u8]) -> Option<Usage> {
-    const KEYS: [&[u8]; 4] = [b"prompt_tokens", b"input_tokens", b"completion_tokens", b"output_tokens"];
-    let scanned = if memchr::memchr(b'\\', raw).is_none() { scan::top_level_fields(raw, KEYS) } else { None };
-    if let Some(found) = scanned {
+    let scanned = if memchr::memchr(b'\\', raw).is_none() { scan::top_level_fields(raw, USAGE) } else { None };
+    usage_from_fields(raw, scanned)
+}
+
+/// The token fields of a `usage` object.
+const USAGE: [&[u8]; 4] = [b"prompt_tokens", b"input_tokens", b"completion_tokens", b"output_tokens"];
+
+/// The token counts of the raw `usage` object `raw` from its `USAGE` fields as a walk found them
+/// (None: not walked), as [`usage_of`] describes.
+fn usage_from_fields(raw: &[u8], found: Option<[Option<&[u8]>; 4]>) -> Option<Usage> {
+    if let Some(found) = found {
         let counts = found.map(|v| v.map(whole));
         if counts.iter().all(|c| *c != Some(None)) {
             let [prompt, input, completion, output] = counts.map(Option::flatten);
@@ -275,21 +283,23 @@ impl Capture {
             // Not an object the scan can walk: read below for what it is.
         }
         let fields = read_fields(body);
-        if let Some((text, usage)) = fields.as_ref().and_then(plain::read) {
-            if let Some(u) = usage.and_then(usage_of) {
-                self.usage = Some(u);
+        if let Some(f) = &fields {
+            if let Some((text, usage)) = plain::read(f) {
+                if let Some(u) = usage.and_then(|u| f.usage(u)) {
+                    self.usage = Some(u);
+                }
+                if let Some(t) = text {
+                    self.append_text(&t);
+                }
+                return;
             }
-            if let Some(t) = text {
-                self.append_text(&t);
+            if let Some((rows, usage)) = plain::embeddings(f) {
+                if let Some(u) = usage.and_then(|u| f.usage(u)) {
+                    self.usage = Some(u);
+                }
+                self.embeddings = rows;
+                return;
             }
-            return;
-        }
-        if let Some((rows, usage)) = fields.as_ref().and_then(plain::embeddings) {
-            if let Some(u) = usage.and_then(usage_of) {
-                self.usage = Some(u);
-            }
-            self.embeddings = rows;
-            return;
         }
         match fields.and_then(|f| fields_value(f.raw)).map_or_else(|| serde_json::from_slice::<Value>(body), Ok) {
             Ok(v) => self.absorb_body(&v),
@@ -307,11 +317,47 @@ impl Capture {
 const READ: [&[u8]; 8] = [b"error", b"usage", b"choices", b"output", b"output_text", b"object", b"text", b"data"];
 
 /// The raw text of a body's `READ` fields (`[error, usage, choices, output, output_text,
-/// object, text, data]`).
+/// object, text, data]`), and how to find the fields inside them.
 pub(super) struct Fields<'a> {
     pub raw: [Option<&'a [u8]>; 8],
-    /// The whole body was checked to be JSON a value tree reads, so the fields need no check.
-    pub checked: bool,
+    /// Present when the whole body was checked to be JSON a value tree reads (so the fields
+    /// need no check): its first levels, as that check recorded them.
+    tape: Option<json::Tape<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    /// Whether the whole body was checked.
+    pub fn checked(&self) -> bool {
+        self.tape.is_some()
+    }
+
+    /// The fields named by `keys` of the object `raw` (a slice of the body), as
+    /// [`scan::top_level_fields`] finds them.
+    pub fn object<const N: usize>(&self, raw: &'a [u8], keys: [&[u8]; N]) -> Option<[Option<&'a [u8]>; N]> {
+        match &self.tape {
+            Some(tape) => tape.fields(raw, keys),
+            None => scan::top_level_fields(raw, keys),
+        }
+    }
+
+    /// The fields named by `keys` of each item of the list `raw` (a slice of the body), as
+    /// [`scan::element_fields`] finds them.
+    pub fn items<const N: usize>(
+        &self,
+        raw: &'a [u8],
+        keys: [&'a [u8]; N],
+    ) -> impl Iterator<Item = Option<[Option<&'a [u8]>; N]>> + '_ {
+        match self.tape.as_ref().and_then(|tape| tape.items(raw, keys)) {
+            Some(recorded) => Either::Left(recorded),
+            None => Either::Right(scan::element_fields(raw, keys)),
+        }
+    }
+
+    /// The token counts of the `usage` value `raw` (a slice of the body), as [`usage_of`] reads them.
+    pub fn usage(&self, raw: &'a [u8]) -> Option<Usage> {
+        let found = if memchr::memchr(b'\\', raw).is_none() { self.object(raw, USAGE) } else { None };
+        usage_from_fields(raw, found)
+    }
 }
 
 /// Bodies up to this size are checked whole in the pass that finds their fields. A larger one is
@@ -319,27 +365,36 @@ pub(super) struct Fields<'a> {
 /// rows' own reading (1,536 dimensions: about 1.09 million instructions against 1.28 million).
 const ONE_PASS_MAX: usize = 16 << 10;
 
-/// The `READ` fields: by the strict reader's one pass, which checks the whole body as it goes,
-/// or for a large body or where that pass refuses the body, by the structural scan, which checks
-/// nothing. None sends the caller to a full parse: a body that is not an object the scan walks,
-/// or a `\u` escape anywhere (the only way a key could spell a name the readings look for
-/// differently).
+/// The `READ` fields: by the strict reader's one pass, which checks the whole body as it goes
+/// and records its first levels for the readings after it, or for a large body or where that
+/// pass refuses the body, by the structural scan, which checks nothing. None sends the caller to
+/// a full parse: a body that is not an object the scan walks, or a `\u` escape anywhere (the
+/// only way a key could spell a name the readings look for differently).
 fn read_fields(body: &[u8]) -> Option<Fields<'_>> {
     if scan::has_unicode_escape(body) {
         return None;
     }
-    let mut raw = [None; 8];
-    let checked = body.len() <= ONE_PASS_MAX
-        && json::tree_fields(body, |key, value| {
-            let name = &body[key];
-            if let Some(slot) = READ.iter().position(|read| *read == name) {
-                raw[slot] = Some(&body[value]);
-            }
-        });
-    if checked {
-        return Some(Fields { raw, checked });
+    if let Some(tape) = (body.len() <= ONE_PASS_MAX).then(|| json::tape(body)).flatten() {
+        return Some(Fields { raw: tape.top_fields(READ), tape: Some(tape) });
     }
-    scan::top_level_fields(body, READ).map(|raw| Fields { raw, checked: false })
+    scan::top_level_fields(body, READ).map(|raw| Fields { raw, tape: None })
+}
+
+/// One of two iterators of the same items.
+enum Either<L, R> {
+    Left(L),
+    Right(R),
+}
+
+impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(l) => l.next(),
+            Either::Right(r) => r.next(),
+        }
+    }
 }
 
 /// The `READ` fields as an object of just those, without building values for the rest (ids,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::Fields;
-use crate::proxy::{json, scan};
+use crate::proxy::json;
 
 /// A plain answer's text (if any) and raw `usage` (if any).
 type Plain<'a> = (Option<Cow<'a, str>>, Option<&'a [u8]>);
@@ -33,13 +33,13 @@ pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
     }
     let choices = choices?;
     if !choices.starts_with(b"[")
-        || !fields.checked
+        || !fields.checked()
             && ![Some(choices), usage, output, output_text, object, text].into_iter().flatten().all(json::valid)
     {
         return None;
     }
     let mut chosen = None;
-    for (pos, choice) in scan::element_fields(choices, CHOICE).enumerate() {
+    for (pos, choice) in fields.items(choices, CHOICE).enumerate() {
         let [index, message, text] = choice?;
         if index.and_then(index_of).unwrap_or(pos as u64) == 0 {
             chosen = Some((message, text));
@@ -52,7 +52,7 @@ pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
             if !raw.starts_with(b"{") {
                 return None;
             }
-            let [content, tool_calls, function_call] = scan::top_level_fields(raw, MESSAGE)?;
+            let [content, tool_calls, function_call] = fields.object(raw, MESSAGE)?;
             if tool_calls.is_some() || function_call.is_some() {
                 return None;
             }
@@ -82,7 +82,7 @@ pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
     let data = data?;
     let others_absent = [choices, output, output_text, text].iter().all(Option::is_none);
     // `object` is compared as written: the caller's scan refuses bodies with `\u` escapes.
-    if !fields.checked
+    if !fields.checked()
         || !others_absent
         || error.is_some_and(|e| e != b"null")
         || object == Some(br#""response""#)
@@ -91,7 +91,7 @@ pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
         return None;
     }
     let mut rows = Vec::new();
-    for (pos, item) in scan::element_fields(data, [b"index", b"embedding"]).enumerate() {
+    for (pos, item) in fields.items(data, [b"index", b"embedding"]).enumerate() {
         let Some([index, Some(embedding)]) = item else { continue };
         let row = match embedding.first() {
             Some(b'[') => serde_json::from_slice::<Vec<f64>>(embedding).ok()?.into_iter().map(|x| x as f32).collect(),

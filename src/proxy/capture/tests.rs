@@ -640,20 +640,20 @@ fn embeddings_answers_read_as_the_values_read_them() {
     // A malformed field the readings do not take is not checked (the value reading of just the
     // fields read does the same): the scan finds the fields, and the rows are read.
     let odd = br#"{"id":01,"data":[{"embedding":[1]}]}"#;
-    assert!(read_fields(odd).is_some_and(|f| !f.checked));
+    assert!(read_fields(odd).is_some_and(|f| !f.checked()));
     assert_eq!(capture_all(Format::Json, BIG, odd).embeddings, vec![vec![1.0]]);
-    assert!(read_fields(br#"{"id":1,"data":[]}"#).is_some_and(|f| f.checked));
+    assert!(read_fields(br#"{"id":1,"data":[]}"#).is_some_and(|f| f.checked()));
     // A large body is found by the scan, not checked whole; what it yields is the same.
     let row: Vec<String> = (0..1536).map(|i| format!("{}", f64::from(i) * -0.000123)).collect();
     let big = format!(
         r#"{{"object":"list","data":[{{"index":0,"embedding":[{}]}}],"usage":{{"prompt_tokens":2}}}}"#,
         row.join(",")
     );
-    assert!(big.len() > ONE_PASS_MAX && read_fields(big.as_bytes()).is_some_and(|f| !f.checked));
+    assert!(big.len() > ONE_PASS_MAX && read_fields(big.as_bytes()).is_some_and(|f| !f.checked()));
     assert_eq!(capture_all(Format::Json, 1 << 20, big.as_bytes()), by_values(big.as_bytes()));
     assert_eq!(capture_all(Format::Json, 1 << 20, big.as_bytes()).embeddings[0].len(), 1536);
     let long = format!(r#"{{"choices":[{{"index":0,"message":{{"content":"{}"}}}}]}}"#, "word ".repeat(4000));
-    assert!(long.len() > ONE_PASS_MAX && read_fields(long.as_bytes()).is_some_and(|f| !f.checked));
+    assert!(long.len() > ONE_PASS_MAX && read_fields(long.as_bytes()).is_some_and(|f| !f.checked()));
     assert_eq!(capture_all(Format::Json, 1 << 20, long.as_bytes()), by_values(long.as_bytes()));
 }
 
@@ -777,14 +777,14 @@ proptest::proptest! {
         let text = if pretty { serde_json::to_string_pretty(&body).unwrap() } else { body.to_string() };
         proptest::prop_assert_eq!(capture_all(Format::Json, BIG, text.as_bytes()), by_values(text.as_bytes()), "{}", text);
         let fields = read_fields(text.as_bytes());
-        proptest::prop_assert!(fields.as_ref().is_some_and(|f| f.checked));
+        proptest::prop_assert!(fields.as_ref().is_some_and(|f| f.checked()));
         proptest::prop_assert_eq!(fields.as_ref().and_then(plain::embeddings).is_some(), !by_value, "{}", text);
         // A malformed field the readings do not take (so the whole-body check refuses the body
         // and the scan finds the fields) changes nothing.
         let odd = format!("{{\"id\":01,{}", &text[1..]);
         let mut want = by_values(text.as_bytes());
         want.bytes = odd.len() as u64;
-        proptest::prop_assert!(read_fields(odd.as_bytes()).is_some_and(|f| !f.checked));
+        proptest::prop_assert!(read_fields(odd.as_bytes()).is_some_and(|f| !f.checked()));
         proptest::prop_assert_eq!(capture_all(Format::Json, BIG, odd.as_bytes()), want, "{}", odd);
     }
 }
