@@ -66,11 +66,9 @@ pub struct Finished {
     pub first_byte_at: Option<Instant>,
 }
 
-type OnFinish = Box<dyn FnOnce(Finished) + Send>;
-
 /// The upstream's body passed through frame by frame as it arrives, with an idle and a
-/// total deadline, feeding a bounded capture, and reporting once when it ends.
-pub struct Observed {
+/// total deadline, feeding a bounded capture, and reporting once to `F` when it ends.
+pub struct Observed<F: FnOnce(Finished)> {
     inner: UpstreamBody,
     idle: Duration,
     total_deadline: tokio::time::Instant,
@@ -81,7 +79,7 @@ pub struct Observed {
     /// One timer for both clocks, made and set to `deadline` only when the body has to wait.
     timer: Option<Pin<Box<Sleep>>>,
     capture: Option<Capture>,
-    on_finish: Option<OnFinish>,
+    on_finish: Option<F>,
     first_byte_at: Option<Instant>,
 }
 
@@ -90,14 +88,14 @@ pub struct Observed {
 #[error("upstream stream {0}")]
 pub struct StreamTimeout(&'static str);
 
-impl Observed {
+impl<F: FnOnce(Finished)> Observed<F> {
     pub fn new(
         inner: UpstreamBody,
         idle: Duration,
         total_deadline: Instant,
         capture: Capture,
-        on_finish: OnFinish,
-    ) -> Observed {
+        on_finish: F,
+    ) -> Observed<F> {
         Observed {
             inner,
             idle,
@@ -119,7 +117,7 @@ impl Observed {
     }
 }
 
-impl Body for Observed {
+impl<F: FnOnce(Finished) + Unpin> Body for Observed<F> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -172,7 +170,7 @@ impl Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl<F: FnOnce(Finished)> Drop for Observed<F> {
     fn drop(&mut self) {
         let outcome = if self.inner.is_end_stream() { Outcome::Complete } else { Outcome::ClientGone };
         self.finish(outcome);

@@ -168,7 +168,7 @@ fn respond(
     let metrics = app.clone();
     let model = up.model.clone();
     let Timings { started, ttfb, router_time, headers_at } = t;
-    let on_finish = Box::new(move |f: Finished| {
+    let on_finish = move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
         series.requests(m, &series.route, modality, name, status).inc();
@@ -196,7 +196,7 @@ fn respond(
                 || matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError);
             let _ = tx.send(LeaderResult { ok, leader_failed, captured: f.captured, timing });
         }
-    });
+    };
     let total_deadline = started + up.model.timeouts.total;
     // Only a teed response is compared; every other one is read for its usage alone.
     let capture = if teeing { Capture::new(format, CAPTURE_CAP) } else { Capture::usage_only(format, CAPTURE_CAP) };

@@ -21,7 +21,7 @@ pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>))
 /// [`object_fields`]) that also reads into a value tree: numbers past f64's range are refused
 /// too (see [`valid`]).
 pub fn tape(body: &[u8]) -> Option<Tape<'_>> {
-    let mut r = Reader::<true> { b: body, i: 0, finite: true, tape: Vec::with_capacity(16) };
+    let mut r = Reader::<true> { b: body, i: 0, finite: true, tape: Vec::with_capacity(32) };
     r.object_body(TOP, |_, _| {}).then_some(Tape { body, entries: r.tape })
 }
 
