@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS comparisons (
   leader_ttft_ms REAL NOT NULL, leader_total_ms REAL NOT NULL, candidate_ttft_ms REAL, candidate_total_ms REAL,
   tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost_usd REAL NOT NULL,
   payload_request TEXT, payload_leader TEXT, payload_candidate TEXT);
-CREATE INDEX IF NOT EXISTS comparisons_at ON comparisons(at_ms);
+DROP INDEX IF EXISTS comparisons_at;
 CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, route TEXT NOT NULL, kind TEXT NOT NULL,
   from_model TEXT NOT NULL, to_model TEXT NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL);
@@ -184,7 +184,19 @@ impl Store for SqliteStore {
 
     fn prune(&mut self, max_age: Duration, max_rows: u64) -> Result<u64, StoreError> {
         let cutoff = now_ms() - max_age.as_millis() as i64;
-        let mut n = self.conn.execute("DELETE FROM comparisons WHERE at_ms < ?1", params![cutoff]).map_err(err)? as u64;
+        // Rows arrive in time order, so the expired ones are those before the first row that
+        // is not: found walking from the oldest, without an index on `at_ms` to keep up on
+        // every insert. A row that arrived out of order (the clock stepped back) is never
+        // deleted young; an old one behind a younger row waits for that row's turn.
+        let mut n = self
+            .conn
+            .execute(
+                "DELETE FROM comparisons WHERE id < COALESCE(
+                   (SELECT id FROM comparisons WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
+                   (SELECT MAX(id) + 1 FROM comparisons))",
+                params![cutoff],
+            )
+            .map_err(err)? as u64;
         let keep_from: Option<i64> = self
             .conn
             .query_row("SELECT id FROM comparisons ORDER BY id DESC LIMIT 1 OFFSET ?1", params![max_rows as i64], |r| {
@@ -299,6 +311,41 @@ mod tests {
         };
         assert_eq!((count("decisions"), count("overrides"), count("feedback")), (1, 1, 1));
         assert!(errors.collect().iter().all(|f| f.get_metric().iter().all(|m| m.get_counter().get_value() == 0.0)));
+    }
+
+    #[test]
+    fn prune_by_age_deletes_the_expired_run_from_the_oldest() {
+        let mut s = SqliteStore::open(&fresh_path("prune-age")).unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(s.prune(hour, 1000).unwrap(), 0);
+        let two_hours = 7_200_000;
+        // Three expired, two fresh, then one expired out of order (the clock stepped back).
+        let records: Vec<ComparisonRecord> = [two_hours, two_hours, two_hours, 5, 1, two_hours].map(record).into();
+        assert!(s.comparisons(&records.iter().collect::<Vec<_>>()).is_empty());
+        assert_eq!(s.prune(hour, 1000).unwrap(), 3);
+        let ids = |s: &SqliteStore| -> Vec<String> {
+            let mut q = s.conn.prepare("SELECT request_id FROM comparisons ORDER BY id").unwrap();
+            q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(ids(&s), ["r5", "r1", "r7200000"]);
+        // Nothing fresh left: everything goes.
+        assert_eq!(s.prune(Duration::ZERO, 1000).unwrap(), 3);
+        assert_eq!(s.count_comparisons().unwrap(), 0);
+        // A database made with the old index loses it on opening.
+        let path = fresh_path("prune-index");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch("CREATE INDEX comparisons_at ON comparisons(at_ms)").unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let indexes: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'comparisons_at'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(indexes, 0);
     }
 
     #[test]
