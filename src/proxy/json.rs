@@ -97,7 +97,7 @@ impl<'a> Tape<'a> {
     /// The entry whose value is `raw`.
     fn find(&self, raw: &[u8]) -> Option<usize> {
         let start = (raw.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
-        let range = start..start + raw.len();
+        let range = start..start.wrapping_add(raw.len());
         self.entries.iter().position(|e| e.value == range)
     }
 
