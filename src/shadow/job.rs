@@ -37,6 +37,7 @@ fn output(c: &Captured) -> Output<'_> {
     Output { text: &c.text, tool_calls: &c.tool_calls, embeddings: &c.embeddings }
 }
 
+/// Everything one background job needs; it owns its permits until it ends.
 pub struct Job {
     pub app: SharedApp,
     pub snap: Arc<Snapshot>,
