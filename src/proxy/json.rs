@@ -14,7 +14,7 @@ const MAX_DEPTH: usize = 100;
 /// nesting deeper than [`MAX_DEPTH`]. After false, `field` may have been called for a prefix.
 pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
     let mut r = Reader::<false> { b: body, i: 0, finite: false, tape: Vec::new() };
-    r.object_body(OFF, field)
+    r.object_body(field)
 }
 
 /// The [`Tape`] of `body` when it is a JSON object this reader accepts (as for
@@ -22,7 +22,7 @@ pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>))
 /// too (see [`valid`]).
 pub fn tape(body: &[u8]) -> Option<Tape<'_>> {
     let mut r = Reader::<true> { b: body, i: 0, finite: true, tape: Vec::with_capacity(32) };
-    r.object_body(TOP, |_, _| {}).then_some(Tape { body, entries: r.tape })
+    r.object_body(|_, _| {}).then_some(Tape { body, entries: r.tape })
 }
 
 /// Object members are recorded down to this level (a top-level member is level 1; a chat
@@ -140,10 +140,9 @@ struct Reader<'a, const RECORD: bool> {
 }
 
 impl<const RECORD: bool> Reader<'_, RECORD> {
-    /// Reads the whole input as one object (with surrounding whitespace), its members at
-    /// `top` (recorded, or [`OFF`]), handing each top-level member's key and value to `field`.
-    /// False where [`object_fields`] says so.
-    fn object_body(&mut self, top: usize, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
+    /// Reads the whole input as one object (with surrounding whitespace), handing each
+    /// top-level member's key and value to `field`. False where [`object_fields`] says so.
+    fn object_body(&mut self, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
         if !self.b.is_ascii() && std::str::from_utf8(self.b).is_err() {
             return false;
         }
@@ -161,7 +160,7 @@ impl<const RECORD: bool> Reader<'_, RECORD> {
             r.expect(b':')?;
             r.ws();
             let value_start = r.i;
-            let at = r.open(top, 1, true, Some(key.clone()));
+            let at = r.open(TOP, 1, Some(key.clone()));
             r.value(1, at)?;
             r.close(at);
             field(key, value_start..r.i);
@@ -171,9 +170,11 @@ impl<const RECORD: bool> Reader<'_, RECORD> {
         read.is_some() && self.i == self.b.len()
     }
 
-    /// Records the value starting here, at `level` inside `parent`, when `parent` is recorded
-    /// and the level is `within` the recorded ones; its entry, or [`OFF`].
-    fn open(&mut self, parent: usize, level: usize, within: bool, key: Option<Range<usize>>) -> usize {
+    /// Records the value starting here, at `level` inside `parent` (a member when it has a
+    /// `key`, an item when not), when `parent` is recorded and the level is among those
+    /// recorded for its kind; its entry, or [`OFF`].
+    fn open(&mut self, parent: usize, level: usize, key: Option<Range<usize>>) -> usize {
+        let within = if key.is_some() { level <= MEMBER_LEVELS } else { level <= ITEM_LEVELS };
         if !RECORD || parent == OFF || !within {
             return OFF;
         }
@@ -224,13 +225,13 @@ impl<const RECORD: bool> Reader<'_, RECORD> {
                 r.ws();
                 r.expect(b':')?;
                 r.ws();
-                let member = r.open(at, depth + 1, depth < MEMBER_LEVELS, Some(key));
+                let member = r.open(at, depth + 1, Some(key));
                 r.value(depth + 1, member)?;
                 r.close(member);
                 Some(())
             }),
             b'[' => self.container(b']', depth, |r| {
-                let item = r.open(at, depth + 1, depth < ITEM_LEVELS, None);
+                let item = r.open(at, depth + 1, None);
                 r.value(depth + 1, item)?;
                 r.close(item);
                 Some(())
