@@ -13,7 +13,15 @@ const MAX_DEPTH: usize = 100;
 /// for invalid JSON and for what is left to serde_json: a top-level key with escapes, or
 /// nesting deeper than [`MAX_DEPTH`]. After false, `field` may have been called for a prefix.
 pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    let mut r = Reader::<false> { b: body, i: 0, finite: false, tape: Vec::new() };
+    let mut r = Reader::<false> {
+        b: body,
+        text: None,
+        i: 0,
+        finite: false,
+        tape: Vec::new(),
+        numbers: Vec::new(),
+        lists: Vec::new(),
+    };
     r.object_body(field)
 }
 
@@ -21,8 +29,16 @@ pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>))
 /// [`object_fields`]) that also reads into a value tree: numbers past f64's range are refused
 /// too (see [`valid`]).
 pub fn tape(body: &[u8]) -> Option<Tape<'_>> {
-    let mut r = Reader::<true> { b: body, i: 0, finite: true, tape: Vec::with_capacity(32) };
-    r.object_body(|_, _| {}).then_some(Tape { body, entries: r.tape })
+    let mut r = Reader::<true> {
+        b: body,
+        text: None,
+        i: 0,
+        finite: true,
+        tape: Vec::with_capacity(32),
+        numbers: Vec::new(),
+        lists: Vec::new(),
+    };
+    r.object_body(|_, _| {}).then_some(Tape { body, entries: r.tape, numbers: r.numbers, lists: r.lists })
 }
 
 /// Object members are recorded down to this level (a top-level member is level 1; a chat
@@ -53,10 +69,15 @@ struct Entry {
 /// fields (a choice's, a message's, a usage's) are found without walking it again. Lookups
 /// name a value by its raw text (a slice of the body); one that is not on the tape is walked
 /// by the structural scan instead. Keys are compared as written, and a repeated key counts
-/// its last value, as in a value tree's maps.
+/// its last value, as in a value tree's maps. A recorded list of numbers (an embedding) has
+/// its numbers read too, in the same pass.
 pub struct Tape<'a> {
     body: &'a [u8],
     entries: Vec<Entry>,
+    /// The numbers of the recorded lists of numbers, one list after another...
+    numbers: Vec<f64>,
+    /// ...and, for each such list, its entry and its numbers' place in `numbers`.
+    lists: Vec<(usize, Range<usize>)>,
 }
 
 impl<'a> Tape<'a> {
@@ -94,6 +115,14 @@ impl<'a> Tape<'a> {
         }))
     }
 
+    /// The numbers of the list `raw`, each as the nearest f64 (as a value tree reads them with
+    /// serde_json's `float_roundtrip`); None when `raw` is not a recorded list of numbers only.
+    pub fn numbers(&self, raw: &[u8]) -> Option<&[f64]> {
+        let at = self.find(raw)?;
+        let (_, range) = self.lists.iter().find(|(list, _)| *list == at)?;
+        self.numbers.get(range.clone())
+    }
+
     /// The entry whose value is `raw`.
     fn find(&self, raw: &[u8]) -> Option<usize> {
         let start = (raw.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
@@ -122,7 +151,15 @@ pub fn valid(raw: &[u8]) -> bool {
     if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
         return false;
     }
-    let mut r = Reader::<false> { b: raw, i: 0, finite: true, tape: Vec::new() };
+    let mut r = Reader::<false> {
+        b: raw,
+        text: None,
+        i: 0,
+        finite: true,
+        tape: Vec::new(),
+        numbers: Vec::new(),
+        lists: Vec::new(),
+    };
     r.ws();
     let read = r.value(0, OFF);
     r.ws();
@@ -132,11 +169,15 @@ pub fn valid(raw: &[u8]) -> bool {
 /// `RECORD`: whether it keeps a [`Tape`] (a reader that does not pays nothing for it).
 struct Reader<'a, const RECORD: bool> {
     b: &'a [u8],
+    /// `b` as text, once a number has been read (by a reader that keeps a tape).
+    text: Option<&'a str>,
     i: usize,
     /// Refuse numbers past f64's range, as serde_json's value tree does.
     finite: bool,
     /// What is recorded (see [`Tape`]).
     tape: Vec<Entry>,
+    numbers: Vec<f64>,
+    lists: Vec<(usize, Range<usize>)>,
 }
 
 impl<const RECORD: bool> Reader<'_, RECORD> {
@@ -230,12 +271,23 @@ impl<const RECORD: bool> Reader<'_, RECORD> {
                 r.close(member);
                 Some(())
             }),
-            b'[' => self.container(b']', depth, |r| {
-                let item = r.open(at, depth + 1, None);
-                r.value(depth + 1, item)?;
-                r.close(item);
+            b'[' => {
+                // A recorded list's numbers are read as long as every item so far is one.
+                let first = self.numbers.len();
+                let mut numeric = RECORD && at != OFF;
+                self.container(b']', depth, |r| {
+                    let item = r.open(at, depth + 1, None);
+                    let start = r.i;
+                    r.value(depth + 1, item)?;
+                    r.close(item);
+                    numeric = numeric && r.read_number(start);
+                    Some(())
+                })?;
+                if numeric {
+                    self.lists.push((at, first..self.numbers.len()));
+                }
                 Some(())
-            }),
+            }
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -297,6 +349,27 @@ impl<const RECORD: bool> Reader<'_, RECORD> {
             return text.parse::<f64>().ok().filter(|n| n.is_finite()).map(drop);
         }
         Some(())
+    }
+
+    /// Keeps the value read from `start` to here when it is a number: false when it is not.
+    fn read_number(&mut self, start: usize) -> bool {
+        if !self.b.get(start).is_some_and(|c| *c == b'-' || c.is_ascii_digit()) {
+            return false;
+        }
+        let text = match self.text {
+            Some(text) => text,
+            None => match std::str::from_utf8(self.b) {
+                Ok(text) => *self.text.insert(text),
+                Err(_) => return false,
+            },
+        };
+        match text.get(start..self.i).and_then(|text| text.parse::<f64>().ok()) {
+            Some(x) => {
+                self.numbers.push(x);
+                true
+            }
+            None => false,
+        }
     }
 
     fn digits(&mut self) {
@@ -477,6 +550,29 @@ mod tests {
         assert!(t.items(&first[2..9], [b"b"]).is_none());
     }
 
+    #[test]
+    fn a_recorded_list_of_numbers_has_its_numbers_read_as_a_value_tree_reads_them() {
+        let hard = "[0.30000000000000004,123456789012345678901234567890,2.2250738585072011e-308,1e-400,-0,\
+                    4.9406564584124654e-324,1.7976931348623157e308,-1.5E+3,0.1e1,9007199254740993]";
+        let body = format!(r#"{{"a":{hard},"b":[1,"x",2],"c":[],"d":{{"e":[[1],[2]]}},"f":[1,2]}}"#);
+        let t = tape(body.as_bytes()).unwrap();
+        let [a, b, c, d, f] = t.top_fields([b"a", b"b", b"c", b"d", b"f"]);
+        let by_value: Vec<f64> = serde_json::from_str(hard).unwrap();
+        assert_eq!(t.numbers(a.unwrap()), Some(&by_value[..]));
+        assert_eq!(by_value[3], 0.0);
+        assert_eq!(t.numbers(b.unwrap()), None);
+        assert_eq!(t.numbers(c.unwrap()), Some(&[][..]));
+        // A list holding lists is not a list of numbers, and lists below the recorded levels
+        // are not read.
+        let [e] = t.fields(d.unwrap(), [b"e"]).unwrap();
+        assert_eq!(t.numbers(e.unwrap()), None);
+        assert_eq!(t.numbers(&e.unwrap()[1..4]), None);
+        assert_eq!(t.numbers(f.unwrap()), Some(&[1.0, 2.0][..]));
+        // A slice that is not a recorded value has no numbers.
+        assert_eq!(t.numbers(&f.unwrap()[..4]), None);
+        assert_eq!(t.numbers(b"[1,2]"), None);
+    }
+
     fn arb_object() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
         use proptest::prelude::*;
         use serde_json::Value;
@@ -484,6 +580,9 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i32>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            proptest::num::f64::NORMAL.prop_map(Value::from),
+            proptest::num::f64::SUBNORMAL.prop_map(Value::from),
             "[a-z\"\\\\ é]{0,6}".prop_map(Value::from),
         ];
         let tree = leaf.prop_recursive(6, 64, 4, |inner| {
@@ -497,7 +596,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// What the tape finds inside each value it recorded, the structural scan finds too.
+        /// What the tape finds inside each value it recorded, the structural scan finds too, and
+        /// the numbers it read are a value tree's.
         #[test]
         fn the_tape_agrees_with_the_scan(v in arb_object(), pretty in proptest::bool::ANY) {
             const KEYS: [&[u8]; 3] = [b"a", b"b", b"c"];
@@ -508,6 +608,9 @@ mod tests {
             for e in &t.entries {
                 let raw = &body[e.value.clone()];
                 proptest::prop_assert_eq!(t.fields(raw, KEYS), scan::top_level_fields(raw, KEYS), "{}", text);
+                // A recorded list of numbers only has the numbers a value tree reads.
+                let by_value = raw.starts_with(b"[").then(|| serde_json::from_slice::<Vec<f64>>(raw).ok()).flatten();
+                proptest::prop_assert_eq!(t.numbers(raw), by_value.as_deref(), "{}", text);
                 // A list whose items are not recorded is left to the scan (None).
                 if let Some(items) = t.items(raw, KEYS) {
                     let scanned: Vec<_> = scan::element_fields(raw, KEYS).collect();

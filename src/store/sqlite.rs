@@ -10,6 +10,64 @@ use super::{now_ms, ComparisonRecord, DecisionRecord, FeedbackRecord, Override, 
 /// A SQLite database file.
 pub struct SqliteStore {
     conn: Connection,
+    /// The insert of [`ROWS_PER_INSERT`] comparison rows, and of one.
+    insert_many: String,
+    insert_one: String,
+}
+
+/// A comparison row's columns, in the order [`bind_row`] binds them.
+const COLUMNS: &str = "at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge, \
+    judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out, \
+    cost_usd, payload_request, payload_leader, payload_candidate";
+const WIDTH: usize = 21;
+/// Comparison rows per insert statement: a statement's own work (its start, cursor and reset,
+/// about 1,700 instructions) is paid once for this many rows.
+const ROWS_PER_INSERT: usize = 16;
+
+/// The insert of `rows` comparison rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; WIDTH].join(", "));
+    format!("INSERT INTO comparisons ({COLUMNS}) VALUES {}", vec![row; rows].join(", "))
+}
+
+/// Inserts `rows` by `stmt`, prepared by [`insert_sql`] for that many.
+fn insert(stmt: &mut rusqlite::Statement<'_>, rows: &[&ComparisonRecord]) -> Result<(), StoreError> {
+    for (i, r) in rows.iter().enumerate() {
+        bind_row(stmt, 1 + i * WIDTH, r).map_err(err)?;
+    }
+    stmt.raw_execute().map(drop).map_err(err)
+}
+
+/// Binds `r`'s columns to the parameters from `first` (1-based) on.
+fn bind_row(stmt: &mut rusqlite::Statement<'_>, first: usize, r: &ComparisonRecord) -> rusqlite::Result<()> {
+    let payload = r.payload.as_ref();
+    let values: [&dyn rusqlite::ToSql; WIDTH] = [
+        &r.at_ms,
+        &r.route,
+        &r.candidate,
+        &r.leader,
+        &r.segment,
+        &r.request_id,
+        &r.outcome,
+        &r.agreement,
+        &r.noise,
+        &r.judge,
+        &r.judge_inconclusive,
+        &r.leader_ttft_ms,
+        &r.leader_total_ms,
+        &r.candidate_ttft_ms,
+        &r.candidate_total_ms,
+        &(r.tokens_in as i64),
+        &(r.tokens_out as i64),
+        &r.cost_usd,
+        &payload.map(|p| p.request.as_str()),
+        &payload.map(|p| p.leader.as_str()),
+        &payload.map(|p| p.candidate.as_str()),
+    ];
+    for (k, v) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(first + k, v)?;
+    }
+    Ok(())
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -43,7 +101,7 @@ impl SqliteStore {
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(err)?;
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore { conn, insert_many: insert_sql(ROWS_PER_INSERT), insert_one: insert_sql(1) })
     }
 
     /// Number of comparison records (for tests and status).
@@ -57,50 +115,22 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn comparisons(&mut self, records: &[&ComparisonRecord]) -> Vec<StoreError> {
-        // One prepared statement for the whole run: the statement cache's lookup and return
-        // (hashing the SQL text twice) would otherwise cost as much again per row.
-        let mut stmt = match self.conn.prepare_cached(
-            "INSERT INTO comparisons (at_ms, route, candidate, leader, segment, request_id, outcome, agreement, noise, judge,
-             judge_inconclusive, leader_ttft_ms, leader_total_ms, candidate_ttft_ms, candidate_total_ms, tokens_in, tokens_out,
-             cost_usd, payload_request, payload_leader, payload_candidate)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-        ) {
-            Ok(stmt) => stmt,
-            Err(e) => return records.iter().map(|_| StoreError(e.to_string())).collect(),
-        };
-        let mut failed = Vec::new();
-        for r in records {
-            let (req, lead, cand) = match &r.payload {
-                Some(p) => (Some(p.request.as_str()), Some(p.leader.as_str()), Some(p.candidate.as_str())),
-                None => (None, None, None),
+        // Prepared once for the whole run: the statement cache's lookup (hashing the SQL text)
+        // would otherwise cost as much again per statement.
+        let (mut many, mut one) =
+            match (self.conn.prepare_cached(&self.insert_many), self.conn.prepare_cached(&self.insert_one)) {
+                (Ok(many), Ok(one)) => (many, one),
+                (Err(e), _) | (_, Err(e)) => return records.iter().map(|_| StoreError(e.to_string())).collect(),
             };
-            let inserted = stmt.execute(params![
-                r.at_ms,
-                r.route,
-                r.candidate,
-                r.leader,
-                r.segment,
-                r.request_id,
-                r.outcome,
-                r.agreement,
-                r.noise,
-                r.judge,
-                r.judge_inconclusive,
-                r.leader_ttft_ms,
-                r.leader_total_ms,
-                r.candidate_ttft_ms,
-                r.candidate_total_ms,
-                r.tokens_in as i64,
-                r.tokens_out as i64,
-                r.cost_usd,
-                req,
-                lead,
-                cand
-            ]);
-            if let Err(e) = inserted {
-                failed.push(err(e));
+        let mut failed = Vec::new();
+        let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+        for chunk in &mut chunks {
+            if insert(&mut many, chunk).is_err() {
+                // A statement lands whole or not at all: find the rows that fail one by one.
+                failed.extend(chunk.iter().filter_map(|r| insert(&mut one, std::slice::from_ref(r)).err()));
             }
         }
+        failed.extend(chunks.remainder().iter().filter_map(|r| insert(&mut one, std::slice::from_ref(r)).err()));
         failed
     }
 
@@ -214,7 +244,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Write;
+    use crate::store::{Payload, Write};
 
     fn record(i: i64) -> ComparisonRecord {
         ComparisonRecord {
@@ -311,6 +341,76 @@ mod tests {
         };
         assert_eq!((count("decisions"), count("overrides"), count("feedback")), (1, 1, 1));
         assert!(errors.collect().iter().all(|f| f.get_metric().iter().all(|m| m.get_counter().get_value() == 0.0)));
+    }
+
+    /// A run longer than one statement's rows lands whole, in order, every column as given,
+    /// from a full statement and from the rows after the last one alike.
+    #[test]
+    fn a_run_of_comparisons_lands_by_statements_of_many_rows_and_the_rest_one_by_one() {
+        let mut s = SqliteStore::open(&fresh_path("run")).unwrap();
+        let mut records: Vec<ComparisonRecord> = (0..2 * ROWS_PER_INSERT as i64 + 5).map(record).collect();
+        records[3].payload = Some(Payload { request: "q".into(), leader: "a".into(), candidate: "b".into() });
+        records[3].agreement = None;
+        records[35].candidate_ttft_ms = None;
+        records[35].judge_inconclusive = true;
+        let run: Vec<&ComparisonRecord> = records.iter().collect();
+        assert!(s.comparisons(&run).is_empty());
+        let rows: Vec<String> = s
+            .conn
+            .prepare(&format!("SELECT json_array({COLUMNS}) FROM comparisons ORDER BY id"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = |r: &ComparisonRecord| {
+            let p = r.payload.as_ref();
+            serde_json::json!([
+                r.at_ms,
+                r.route,
+                r.candidate,
+                r.leader,
+                r.segment,
+                r.request_id,
+                r.outcome,
+                r.agreement,
+                r.noise,
+                r.judge,
+                i64::from(r.judge_inconclusive),
+                r.leader_ttft_ms,
+                r.leader_total_ms,
+                r.candidate_ttft_ms,
+                r.candidate_total_ms,
+                r.tokens_in,
+                r.tokens_out,
+                r.cost_usd,
+                p.map(|p| &p.request),
+                p.map(|p| &p.leader),
+                p.map(|p| &p.candidate)
+            ])
+        };
+        assert_eq!(rows.len(), records.len());
+        for (row, r) in rows.iter().zip(&records) {
+            assert_eq!(serde_json::from_str::<serde_json::Value>(row).unwrap(), expected(r), "{row}");
+        }
+    }
+
+    /// A row the database refuses costs only itself: the rest of its statement's rows land.
+    #[test]
+    fn a_refused_row_is_reported_alone_and_its_neighbours_land() {
+        let mut s = SqliteStore::open(&fresh_path("refused")).unwrap();
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON comparisons WHEN NEW.request_id IN ('r5', 'r33')
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let records: Vec<ComparisonRecord> = (0..2 * ROWS_PER_INSERT as i64 + 5).map(record).collect();
+        let run: Vec<&ComparisonRecord> = records.iter().collect();
+        let failed = s.comparisons(&run);
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed.iter().all(|e| e.0.contains("refused")), "{failed:?}");
+        assert_eq!(s.count_comparisons().unwrap(), records.len() as u64 - 2);
     }
 
     #[test]

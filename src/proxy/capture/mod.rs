@@ -353,6 +353,12 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The numbers of the list `raw` (a slice of the body) when the whole body was checked and
+    /// the list holds numbers only.
+    pub fn numbers(&self, raw: &'a [u8]) -> Option<&[f64]> {
+        self.tape.as_ref()?.numbers(raw)
+    }
+
     /// The token counts of the `usage` value `raw` (a slice of the body), as [`usage_of`] reads them.
     pub fn usage(&self, raw: &'a [u8]) -> Option<Usage> {
         let found = if memchr::memchr(b'\\', raw).is_none() { self.object(raw, USAGE) } else { None };
@@ -360,21 +366,16 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Bodies up to this size are checked whole in the pass that finds their fields. A larger one is
-/// nearly always an embeddings answer, where the value tree costs less than that pass plus the
-/// rows' own reading (1,536 dimensions: about 1.09 million instructions against 1.28 million).
-const ONE_PASS_MAX: usize = 16 << 10;
-
 /// The `READ` fields: by the strict reader's one pass, which checks the whole body as it goes
-/// and records its first levels for the readings after it, or for a large body or where that
-/// pass refuses the body, by the structural scan, which checks nothing. None sends the caller to
+/// and records its first levels (and the numbers of its embeddings) for the readings after it,
+/// or where that pass refuses the body, by the structural scan, which checks nothing. None sends the caller to
 /// a full parse: a body that is not an object the scan walks, or a `\u` escape anywhere (the
 /// only way a key could spell a name the readings look for differently).
 fn read_fields(body: &[u8]) -> Option<Fields<'_>> {
     if scan::has_unicode_escape(body) {
         return None;
     }
-    if let Some(tape) = (body.len() <= ONE_PASS_MAX).then(|| json::tape(body)).flatten() {
+    if let Some(tape) = json::tape(body) {
         return Some(Fields { raw: tape.top_fields(READ), tape: Some(tape) });
     }
     scan::top_level_fields(body, READ).map(|raw| Fields { raw, tape: None })

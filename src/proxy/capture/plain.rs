@@ -72,11 +72,11 @@ pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
 
 /// What `Capture::absorb_body` would take from an embeddings answer with these top-level
 /// fields (as for [`read`]) when the whole body was checked: the rows of `data` and the raw
-/// `usage` value. A row given as an array of numbers is read by serde as numbers (so each is the
-/// value reading's f64), one given as base64 is decoded; elements without an embedding are
-/// skipped, as there. None when the body was not checked (a large one: the value tree is
-/// cheaper there) or is not of this shape (an error, choices, output or text besides the data,
-/// a row array holding anything but numbers); the caller then reads values.
+/// `usage` value. A row given as an array of numbers has its numbers from the pass that checked
+/// the body (each the value reading's f64), one given as base64 is decoded; elements without an
+/// embedding are skipped, as there. None when the body was not checked or is not of this shape
+/// (an error, choices, output or text besides the data, a row array holding anything but
+/// numbers); the caller then reads values.
 pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
     let [error, usage, choices, output, output_text, object, text, data] = fields.raw;
     let data = data?;
@@ -94,7 +94,7 @@ pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
     for (pos, item) in fields.items(data, [b"index", b"embedding"]).enumerate() {
         let Some([index, Some(embedding)]) = item else { continue };
         let row = match embedding.first() {
-            Some(b'[') => serde_json::from_slice::<Vec<f64>>(embedding).ok()?.into_iter().map(|x| x as f32).collect(),
+            Some(b'[') => fields.numbers(embedding)?.iter().map(|x| *x as f32).collect(),
             Some(b'"') => match string(embedding)?.and_then(|b64| super::base64_row(&b64)) {
                 Some(row) => row,
                 None => continue,
