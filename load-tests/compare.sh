@@ -6,7 +6,9 @@
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
 #   load-tests/compare.sh --instructions  user-space instructions per request through nginx and
 #                                         shadowroute (callgrind), and per mirrored request (every
-#                                         request mirrored): repeatable where times on a shared machine are not
+#                                         request mirrored), for the chat mix and for an embeddings
+#                                         answer of real size (4 x 1,536): repeatable where times on
+#                                         a shared machine are not
 #   ROUNDS=5 DURATION=20 load-tests/compare.sh
 #
 # Each proxy runs pinned to CPU 1 with one worker; the load generator and the upstream share CPU 0.
@@ -62,14 +64,28 @@ UP=$(free_port); SIM=$(free_port)
 CHAT='{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Paris is the capital of France."},"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":7,"total_tokens":28}}'
 EMB='{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3,0.4]},{"object":"embedding","index":1,"embedding":[0.2,0.1,0.4,0.3]},{"object":"embedding","index":2,"embedding":[0.4,0.3,0.2,0.1]},{"object":"embedding","index":3,"embedding":[0.3,0.4,0.1,0.2]}],"model":"bench","usage":{"prompt_tokens":12,"total_tokens":12}}'
 CMPL='{"id":"cmpl-1","object":"text_completion","created":0,"model":"bench","choices":[{"index":0,"text":"Hello!","finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}'
+# An embeddings answer of real size (four rows of 1,536 numbers written as OpenAI writes them,
+# about 116 KB), served from a file under /big/v1 (nginx answers a POST to a file by fetching it).
+python3 - "$OUT/emb1536.json" <<'PY'
+import json, random, struct, sys
+rng = random.Random(1536)
+row = lambda: [struct.unpack("f", struct.pack("f", rng.gauss(0, 0.025)))[0] for _ in range(1536)]
+data = [{"object": "embedding", "index": i, "embedding": row()} for i in range(4)]
+body = {"object": "list", "data": data, "model": "bench", "usage": {"prompt_tokens": 12, "total_tokens": 12}}
+open(sys.argv[1], "w").write(json.dumps(body, separators=(",", ":")))
+PY
 cat > "$OUT/upstream.conf" <<NGX
 worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/logs/upstream.err warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
+  upstream itself { server 127.0.0.1:$UP; keepalive 16; }
   server { listen 127.0.0.1:$UP; default_type application/json;
     location = /v1/chat/completions { return 200 '$CHAT'; }
     location = /v1/embeddings { return 200 '$EMB'; }
     location = /v1/completions { return 200 '$CMPL'; }
+    location = /emb1536.json { root $OUT; }
+    location = /big/v1/embeddings { proxy_method GET; proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://itself/emb1536.json; }
     location / { return 200 '$CHAT'; } } }
 NGX
 if need nginx; then
@@ -99,7 +115,15 @@ models:
   cand: { url: "http://127.0.0.1:$UP/v1", model: bench-candidate }
   sse:  { url: "http://127.0.0.1:$SIM/v1", model: bench }
   slow: { url: "http://127.0.0.1:$SLOW/v1", model: bench }
+  big:  { url: "http://127.0.0.1:$UP/big/v1", model: bench }
+  bigc: { url: "http://127.0.0.1:$UP/big/v1", model: bench-candidate }
 routes:
+  - name: emb1536
+    modality: embeddings
+    match: { headers: { x-bench: emb1536 } }
+    leader: big
+    candidates: [{ model: bigc, sample: $sample, max_inflight: 256 }]
+    evaluate: { noise_sample: 0 }
   - name: slow
     modality: text
     match: { headers: { x-bench: slow } }
@@ -144,25 +168,33 @@ NGX
   $PIN_PROXY valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.nginx" nginx -c "$OUT/proxy-instr.conf" -p "$OUT" > "$OUT/logs/proxy-instr.log" 2>&1 &
   PID[nginx]=$!; PIDS+=($!); URL[nginx]=http://127.0.0.1:$NG
   wait_http "http://127.0.0.1:$NG/v1/models"
-  for t in nginx shadowroute-off shadowroute-10 shadowroute-100; do
-    pid=${PID[$t]}
-    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-warm.json" > /dev/null
+  # measure target mix dump [header]: instructions per request while the mix runs (dump: the
+  # process's how-manyth dump this is).
+  measure() {
+    local t=$1 mix=$2 dump=$3 name=$1${4:+-$4} pid=${PID[$1]} header=(); [ -n "${4:-}" ] && header=(--header "x-bench: $4")
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --drain --mix "$mix" "${header[@]}" --json "$OUT/instr-warm.json" > /dev/null
     callgrind_control -i on "$pid" > /dev/null 2>&1
-    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration "${INSTR_SECONDS:-3}" --warmup 0 --mix load-tests/mix/chat.jsonl --json "$OUT/instr-$t.json" > /dev/null
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration "${INSTR_SECONDS:-3}" --warmup 0 --drain --mix "$mix" "${header[@]}" --json "$OUT/instr-$name.json" > /dev/null
     sleep 1
     callgrind_control -i off "$pid" > /dev/null 2>&1
     callgrind_control -d "$pid" > /dev/null 2>&1
-    ir=$(callgrind_annotate "$OUT/callgrind.$t.1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}')
-    python3 - "$OUT/instr-$t.json" "$ir" "$t" <<'PY'
+    ir=$(callgrind_annotate "$OUT/callgrind.$t.$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}')
+    python3 - "$OUT/instr-$name.json" "$ir" "$name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); n = r["ok"] + r["errors"]; ir = int(sys.argv[2])
 assert r["errors"] == 0, f"{r['errors']} errors"
 print(f"{sys.argv[3]}: {ir / n:,.0f} instructions per request (user space, {n} requests; callgrind)")
 open(sys.argv[1][:-5] + ".ir", "w").write(f"{ir / n}")
 PY
-  done
-  python3 -c "import sys; on, off = (float(open(p).read()) for p in sys.argv[1:]); print(f'one mirrored request: {on - off:,.0f} instructions (shadowroute-100 less shadowroute-off)')" \
-    "$OUT/instr-shadowroute-100.ir" "$OUT/instr-shadowroute-off.ir"
+  }
+  mirrored() { # label on off
+    python3 -c "import sys; on, off = (float(open(p).read()) for p in sys.argv[2:]); print(f'one mirrored {sys.argv[1]}: {on - off:,.0f} instructions (shadowroute-100 less shadowroute-off)')" "$@"
+  }
+  for t in nginx shadowroute-off shadowroute-10 shadowroute-100; do measure $t load-tests/mix/chat.jsonl 1; done
+  mirrored "request" "$OUT/instr-shadowroute-100.ir" "$OUT/instr-shadowroute-off.ir"
+  # Embeddings answers of real size (the mix's embeddings request, answered with four rows of 1,536).
+  for t in shadowroute-off shadowroute-100; do measure $t load-tests/mix/embeddings.jsonl 2 emb1536; done
+  mirrored "1,536-dimension embeddings request" "$OUT/instr-shadowroute-100-emb1536.ir" "$OUT/instr-shadowroute-off-emb1536.ir"
   exit 0
 fi
 

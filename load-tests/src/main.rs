@@ -56,6 +56,10 @@ struct Args {
     /// Extra request headers, `name: value`, repeatable.
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Closed loop only: at the end, let the requests in flight finish and count them, rather
+    /// than abandon them (so a server's work in the run matches the requests counted).
+    #[arg(long)]
+    drain: bool,
     /// Open loop only: also send each request of the schedule to this base URL, half an interval
     /// after the target's, and report its percentiles alongside (`baseline`), so a proxy and the
     /// upstream behind it are measured in the same seconds. `--header` lines go to both.
@@ -210,13 +214,14 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {
     let end = begin + warmup + measure;
     let local = tokio::task::LocalSet::new();
     let counter = Rc::new(RefCell::new(0u64));
+    let mut workers = Vec::new();
     match args.mode {
         Mode::Closed => {
             for _ in 0..args.concurrency {
                 let (client, stats, base, kinds, counter) =
                     (client.clone(), stats.clone(), base.clone(), kinds.clone(), counter.clone());
                 let headers = headers.clone();
-                local.spawn_local(async move {
+                workers.push(local.spawn_local(async move {
                     while Instant::now() < end {
                         let i = {
                             let mut c = counter.borrow_mut();
@@ -228,7 +233,7 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {
                         let (ok, ttft) = one(&client, &base, &headers, kind, start).await;
                         record(&stats, ok, start.elapsed(), ttft);
                     }
-                });
+                }));
             }
         }
         Mode::Open => {
@@ -268,12 +273,18 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {
             });
         }
     }
+    let drain = args.drain;
     let flags: Vec<_> = std::iter::once(stats.clone()).chain(baseline.iter().map(|(_, s)| s.clone())).collect();
     local
         .run_until(async move {
             tokio::time::sleep(warmup).await;
             flags.iter().for_each(|f| f.borrow_mut().recording = true);
             tokio::time::sleep(measure).await;
+            if drain {
+                for worker in workers {
+                    let _ = worker.await;
+                }
+            }
             flags.iter().for_each(|f| f.borrow_mut().recording = false);
         })
         .await;

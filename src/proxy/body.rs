@@ -110,6 +110,9 @@ impl<F: FnOnce(Finished)> Observed<F> {
 
     fn finish(&mut self, outcome: Outcome) {
         if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.as_mut()) {
+            if outcome != Outcome::Complete {
+                capture.cut_short();
+            }
             let captured = capture.finish();
             self.capture = None;
             done(Finished { outcome, captured, at: Instant::now(), first_byte_at: self.first_byte_at });

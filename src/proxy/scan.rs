@@ -64,32 +64,50 @@ pub fn field_from_end<'a>(body: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>
     if body.get(open) != Some(&b'{') {
         return None;
     }
-    let mut end = rskip_ws(body, body.len());
-    if end <= open + 1 || body[end - 1] != b'}' {
+    walk_back(body, key, Some(open))
+}
+
+/// As [`field_from_end`], on the last bytes of an object's text (`tail`, cut anywhere before
+/// them): the value of `key` when the walk finds it with a comma before it, inside `tail`, so that
+/// every byte the walk read is read as in the whole text, and the whole text's walk finds the
+/// same; None for anything else (the whole text's walk then decides).
+pub fn field_from_end_of_tail<'a>(tail: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    walk_back(tail, key, None).flatten()
+}
+
+/// The walk of [`field_from_end`] over `b`, whose opening brace is at `open`; with no `open`
+/// (a tail), a key must have a comma before it.
+fn walk_back<'a>(b: &'a [u8], key: &[u8], open: Option<usize>) -> Option<Option<&'a [u8]>> {
+    let mut end = rskip_ws(b, b.len());
+    if end <= open.map_or(0, |o| o + 1) || b[end - 1] != b'}' {
         return None;
     }
-    end = rskip_ws(body, end - 1);
-    if end == open + 1 {
+    end = rskip_ws(b, end - 1);
+    if open.is_some_and(|o| end == o + 1) {
         return Some(None);
     }
     loop {
-        let start = rvalue_start(body, end)?;
-        let colon = rskip_ws(body, start);
-        if colon == 0 || body[colon - 1] != b':' {
+        let start = rvalue_start(b, end)?;
+        let colon = rskip_ws(b, start);
+        if colon == 0 || b[colon - 1] != b':' {
             return None;
         }
-        let key_end = rskip_ws(body, colon - 1);
-        if key_end == 0 || body[key_end - 1] != b'"' {
+        let key_end = rskip_ws(b, colon - 1);
+        if key_end == 0 || b[key_end - 1] != b'"' {
             return None;
         }
-        let key_start = rstring_start(body, key_end)?;
-        if &body[key_start + 1..key_end - 1] == key {
-            return Some(Some(&body[start..end]));
+        let key_start = rstring_start(b, key_end)?;
+        let before = rskip_ws(b, key_start);
+        let separator = before.checked_sub(1).map(|i| b[i]);
+        if open.is_none() && separator != Some(b',') {
+            return None;
         }
-        let before = rskip_ws(body, key_start);
-        match before.checked_sub(1).map(|i| body[i]) {
-            Some(b',') => end = rskip_ws(body, before - 1),
-            Some(b'{') if before - 1 == open => return Some(None),
+        if &b[key_start + 1..key_end - 1] == key {
+            return Some(Some(&b[start..end]));
+        }
+        match separator {
+            Some(b',') => end = rskip_ws(b, before - 1),
+            Some(b'{') if Some(before - 1) == open => return Some(None),
             _ => return None,
         }
     }
@@ -359,13 +377,35 @@ mod tests {
             }
             // Walking back from the end finds the same text.
             prop_assert_eq!(field_from_end(text.as_bytes(), b"usage"), Some(found[0]));
+            // So does a walk of any tail that finds it at all, and the tail that holds the
+            // field with the comma before it finds it.
+            for cut in 0..text.len() {
+                if let Some(v) = field_from_end_of_tail(&text.as_bytes()[cut..], b"usage") {
+                    prop_assert_eq!(Some(v), found[0]);
+                }
+            }
+            if let Some(usage) = found[0] {
+                let at = usage.as_ptr() as usize - text.as_ptr() as usize;
+                // Unless it is the first field, the last comma before its value is the one before its key.
+                if let Some(comma) = text[..at].rfind(',') {
+                    prop_assert_eq!(field_from_end_of_tail(&text.as_bytes()[comma..], b"usage"), Some(usage));
+                }
+            }
         }
 
-        /// On any text at all, the backward walk never panics, and whatever it finds is what
-        /// the forward scan finds when that scan can read the body.
+        /// On any text at all, the backward walk (of the whole text or of a tail) never panics,
+        /// and whatever it finds is what the forward scan finds when that scan can read the body.
         #[test]
         fn backward_walk_is_safe_anywhere(text in "[{}\\[\\]\",:\\\\ a-z0-9.-]{0,40}") {
             let back = field_from_end(text.as_bytes(), b"usage");
+            // A tail's walk finds only what the whole text's walk finds.
+            for cut in 0..text.len() {
+                if let Some(v) = field_from_end_of_tail(&text.as_bytes()[cut..], b"usage") {
+                    if text.trim_start().starts_with('{') {
+                        prop_assert_eq!(back, Some(Some(v)), "cut at {}", cut);
+                    }
+                }
+            }
             if let (Some(back), Some([fwd])) = (back, top_level_fields(text.as_bytes(), [b"usage"])) {
                 prop_assert_eq!(back, fwd);
             }

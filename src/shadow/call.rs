@@ -45,6 +45,7 @@ pub async fn call(
     let started = Instant::now();
     let mut first_byte = None;
     let mut capture: Option<Capture> = None;
+    let mut ended = false;
     let work = async {
         let target = up.wire.target(endpoint, query);
         let headers = up.wire.headers([
@@ -69,6 +70,7 @@ pub async fn call(
                 cap.push(data);
             }
         }
+        ended = true;
         if status.is_success() {
             Ok(())
         } else {
@@ -81,7 +83,14 @@ pub async fn call(
         Err(_) => CallOutcome::Timeout,
     };
     let end = Instant::now();
-    let captured = capture.as_mut().map(Capture::finish).unwrap_or_default();
+    let captured = match capture.as_mut() {
+        Some(c) if !ended => {
+            c.cut_short();
+            c.finish()
+        }
+        Some(c) => c.finish(),
+        None => Captured::default(),
+    };
     let outcome = match (&outcome, &captured.error) {
         (CallOutcome::Ok, Some(e)) => CallOutcome::Error(format!("error in the response: {e}")),
         _ => outcome,

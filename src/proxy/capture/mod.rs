@@ -85,11 +85,12 @@ pub struct Capture {
     bytes: u64,
     events: u64,
     truncated: bool,
-    /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces. A body
-    /// that arrives in one frame (the usual case) is held as that frame, shared and not copied;
-    /// `raw` gathers the frames of one that does not.
+    /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces: held as
+    /// the frames it came in (shared, not copied), `held` bytes in all, and gathered into one
+    /// buffer at the end only when it came in several and the end alone does not answer.
     first: Option<Bytes>,
-    raw: Vec<u8>,
+    rest: Vec<Bytes>,
+    held: usize,
     /// The incomplete SSE line carried over between chunks.
     line: Vec<u8>,
     /// Set while skipping the rest of a line that outgrew `line_cap`.
@@ -190,7 +191,8 @@ impl Capture {
             events: 0,
             truncated: false,
             first: None,
-            raw: Vec::new(),
+            rest: Vec::new(),
+            held: 0,
             line: Vec::new(),
             line_overflow: false,
             at_start: true,
@@ -219,6 +221,14 @@ impl Capture {
         }
     }
 
+    /// Notes that the body broke off before its end: a JSON body is then not read at all (part
+    /// of a document is worthless, and reading it would cost as much as a whole one), while a
+    /// stream keeps what arrived.
+    pub fn cut_short(&mut self) {
+        self.first = None;
+        self.rest = Vec::new();
+    }
+
     /// Ends the capture; on an aborted body this still returns everything seen so far. Called
     /// once: it takes what was assembled (by reference, so the capture's own state is not
     /// copied on the request path).
@@ -244,30 +254,46 @@ impl Capture {
         if self.truncated || chunk.is_empty() {
             return;
         }
-        let held = self.first.as_ref().map_or(self.raw.len(), Bytes::len);
-        if held.saturating_add(chunk.len()) > self.cap {
+        if self.held.saturating_add(chunk.len()) > self.cap {
             // A partial JSON document is worthless, so release it rather than hold `cap` bytes.
             self.truncated = true;
             self.first = None;
-            self.raw = Vec::new();
+            self.rest = Vec::new();
             return;
         }
-        if held == 0 {
-            self.first = Some(chunk.clone());
-            return;
+        self.held += chunk.len();
+        match self.first {
+            None => self.first = Some(chunk.clone()),
+            Some(_) => self.rest.push(chunk.clone()),
         }
-        if let Some(first) = self.first.take() {
-            self.raw.reserve(first.len() + chunk.len());
-            self.raw.extend_from_slice(&first);
-        }
-        self.raw.extend_from_slice(chunk);
     }
 
     fn finish_json(&mut self) {
         if self.truncated {
             return;
         }
-        let raw = self.first.take().unwrap_or_else(|| Bytes::from(mem::take(&mut self.raw)));
+        let Some(first) = self.first.take() else { return };
+        let rest = mem::take(&mut self.rest);
+        if self.usage_only
+            && !rest.is_empty()
+            && first.strip_prefix(UTF8_BOM).unwrap_or(&first).trim_ascii_start().starts_with(b"{")
+        {
+            // The usage is near the end: looked for there before the frames are gathered.
+            if let Some(usage) = scan::field_from_end_of_tail(&tail(&first, &rest), b"usage") {
+                self.usage = usage_of(usage);
+                return;
+            }
+        }
+        let raw = match rest.is_empty() {
+            true => first,
+            false => {
+                let mut all = Vec::with_capacity(self.held);
+                for frame in std::iter::once(&first).chain(&rest) {
+                    all.extend_from_slice(frame);
+                }
+                Bytes::from(all)
+            }
+        };
         let body = raw.strip_prefix(UTF8_BOM).unwrap_or(&raw).trim_ascii();
         if body.is_empty() {
             return;
@@ -311,6 +337,32 @@ impl Capture {
             Err(_) => {}
         }
     }
+}
+
+/// How much of a body's end is looked at for its usage before its frames are gathered.
+const TAIL: usize = 4096;
+
+/// The last frame of a body held as frames, or its last [`TAIL`] bytes (or all of it) gathered
+/// when that frame is shorter.
+fn tail<'a>(first: &'a Bytes, rest: &'a [Bytes]) -> Cow<'a, [u8]> {
+    let last = rest.last().unwrap_or(first);
+    if last.len() >= TAIL {
+        return Cow::Borrowed(last);
+    }
+    let mut frames = Vec::new();
+    let mut len = 0;
+    for frame in rest.iter().rev().chain(std::iter::once(first)) {
+        frames.push(frame);
+        len += frame.len();
+        if len >= TAIL {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(len);
+    for frame in frames.iter().rev() {
+        out.extend_from_slice(frame);
+    }
+    Cow::Owned(out)
 }
 
 /// The top-level fields `absorb_body` reads.

@@ -443,9 +443,9 @@ fn json_over_cap_is_truncated_and_released() {
         c.push(&Bytes::copy_from_slice(head));
         for chunk in rest.chunks(64 * 1024) {
             c.push(&Bytes::copy_from_slice(chunk));
-            assert!(c.raw.len() <= cap);
+            assert!(c.held <= cap);
         }
-        assert_eq!(c.raw.capacity(), 0);
+        assert_eq!(c.rest.capacity(), 0);
         assert!(c.first.is_none(), "the held frame is released");
         let out = c.finish();
         assert!(out.truncated);
@@ -832,4 +832,73 @@ fn usage_numbers_the_scan_does_not_read_go_to_serde() {
         let got = usage_of(raw.as_bytes()).map(|u| (u.input_tokens, u.output_tokens));
         assert_eq!(got, want, "{raw}");
     }
+}
+
+/// A usage-only capture of `body` fed as `pieces`.
+fn usage_only_pieces<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Captured {
+    let mut c = Capture::usage_only(Format::Json, BIG);
+    for p in pieces {
+        c.push(&Bytes::copy_from_slice(p));
+    }
+    c.finish()
+}
+
+/// A body in several frames is metered as the same body in one: whether its end answers (the
+/// usage is the last field, or a later one follows it) or the frames are gathered (the usage
+/// first, in a string, nested, absent; a body that is not an object; an end that does not parse).
+#[test]
+fn usage_only_captures_read_the_end_of_a_body_in_frames_as_the_whole_body() {
+    let row: Vec<String> = (0..1536).map(|i| format!("{}", f64::from(i) * -0.000123)).collect();
+    let big = format!(
+        r#"{{"object":"list","data":[{{"index":0,"embedding":[{}]}}],"usage":{{"prompt_tokens":2,"total_tokens":2}}}}"#,
+        row.join(",")
+    );
+    let filler = "x".repeat(6000);
+    let bodies = [
+        big.clone(),
+        format!("\u{feff} {}  \n", big),
+        format!(r#"{{"usage":{{"prompt_tokens":4}},"text":"{filler}"}}"#),
+        format!(r#"{{"text":"{filler}","usage":{{"prompt_tokens":5,"completion_tokens":1}},"id":"x"}}"#),
+        format!(r#"{{"text":"{filler} \",\"usage\":{{\"prompt_tokens\":9}}}}"}}"#),
+        format!(r#"{{"a":{{"text":"{filler}","usage":{{"prompt_tokens":6}}}}}}"#),
+        format!(r#"{{"text":"{filler}"}}"#),
+        format!(r#"[{{"text":"{filler}","usage":{{"prompt_tokens":7}}}}]"#),
+        format!(r#"x{{"text":"{filler}","usage":{{"prompt_tokens":8}}}}"#),
+        format!(r#"{{"text":"{filler}","usage":{{"prompt_tokens":3,"completion_tokens":}}}}"#),
+    ];
+    for body in &bodies {
+        let body = body.as_bytes();
+        let whole = usage_only_pieces([body]);
+        for cut in [1, body.len() / 2, body.len() - 100, body.len() - 5000, body.len() - 1] {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(usage_only_pieces([a, b]), whole, "cut at {cut}");
+        }
+        for seed in 0..8 {
+            assert_eq!(usage_only_pieces(random_pieces(body, seed, 3000)), whole, "seed {seed}");
+        }
+    }
+    // The usage of those that have one where the end answers.
+    assert_eq!(
+        usage_only_pieces([&big.as_bytes()[..10], &big.as_bytes()[10..]]).usage,
+        usage_of(br#"{"prompt_tokens":2,"total_tokens":2}"#)
+    );
+    let in_string = usage_only_pieces(random_pieces(bodies[4].as_bytes(), 1, 3000));
+    assert_eq!(in_string.usage, None);
+}
+
+/// A body that broke off: JSON is not read (even when what arrived parses), a stream keeps what
+/// arrived.
+#[test]
+fn a_body_cut_short_is_read_only_when_it_streams() {
+    let body =
+        json!({"choices": [{"index": 0, "message": {"content": "whole"}}], "usage": {"prompt_tokens": 2}}).to_string();
+    let mut c = Capture::new(Format::Json, BIG);
+    c.push(&Bytes::copy_from_slice(body.as_bytes()));
+    c.cut_short();
+    assert_eq!(c.finish(), Captured { bytes: body.len() as u64, ..Captured::default() });
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"so far\"}}]}\n\n";
+    let mut c = Capture::new(Format::Sse, BIG);
+    c.push(&Bytes::copy_from_slice(stream.as_bytes()));
+    c.cut_short();
+    assert_eq!(c.finish().text, "so far");
 }
