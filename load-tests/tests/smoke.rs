@@ -70,6 +70,7 @@ async fn loadgen_reports_without_errors() {
     assert_eq!(written, closed);
     // The stream through the router, paired with the same requests sent straight to the upstream.
     let upstream = sims.base_url("up").unwrap().trim_end_matches("/v1").to_string();
+    let baseline_url = upstream.clone();
     let open = tokio::task::spawn_blocking(move || {
         loadgen(&[
             "--url",
@@ -87,7 +88,7 @@ async fn loadgen_reports_without_errors() {
             "--mix",
             stream,
             "--baseline-url",
-            &upstream,
+            &baseline_url,
         ])
     })
     .await
@@ -100,6 +101,42 @@ async fn loadgen_reports_without_errors() {
     assert!(baseline["ttft"]["p50_ms"].as_f64().unwrap() >= 2.0, "{open}");
     let (ok, base_ok) = (open["ok"].as_i64().unwrap(), baseline["ok"].as_i64().unwrap());
     assert!(ok > 100 && (ok - base_ok).abs() <= 5, "both see the same schedule: {open}");
+    // Draining, a closed loop lets its last requests finish and counts them: the upstream
+    // received exactly the requests the report counts (sent straight to it, so no shadow copies).
+    let sim = sims.addr("up").unwrap();
+    let received = move || -> u64 {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(sim).unwrap();
+        conn.write_all(b"GET /sim/stats HTTP/1.1\r\nhost: sim\r\nconnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["requests"].as_u64().unwrap()
+    };
+    let (direct, mix3) = (upstream.clone(), mix.to_string());
+    let drained = tokio::task::spawn_blocking(move || {
+        let before = received();
+        let report = loadgen(&[
+            "--url",
+            &direct,
+            "--mode",
+            "closed",
+            "--concurrency",
+            "16",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--drain",
+            "--mix",
+            &mix3,
+        ]);
+        (received() - before, report)
+    })
+    .await
+    .unwrap();
+    assert_eq!(drained.1["errors"], 0, "{}", drained.1);
+    assert_eq!(drained.0, drained.1["ok"].as_u64().unwrap(), "{}", drained.1);
     // A baseline needs a schedule to share.
     let refused = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--url", "http://127.0.0.1:9", "--mix", stream, "--baseline-url", "http://127.0.0.1:9"])
