@@ -349,18 +349,19 @@ fn tail<'a>(first: &'a Bytes, rest: &'a [Bytes]) -> Cow<'a, [u8]> {
     if last.len() >= TAIL {
         return Cow::Borrowed(last);
     }
-    let mut frames = Vec::new();
+    let mut parts = Vec::new();
     let mut len = 0;
     for frame in rest.iter().rev().chain(std::iter::once(first)) {
-        frames.push(frame);
-        len += frame.len();
-        if len >= TAIL {
+        let take = (TAIL - len).min(frame.len());
+        parts.push(&frame[frame.len() - take..]);
+        len += take;
+        if len == TAIL {
             break;
         }
     }
     let mut out = Vec::with_capacity(len);
-    for frame in frames.iter().rev() {
-        out.extend_from_slice(frame);
+    for part in parts.iter().rev() {
+        out.extend_from_slice(part);
     }
     Cow::Owned(out)
 }
