@@ -172,9 +172,9 @@ NGX
   # process's how-manyth dump this is).
   measure() {
     local t=$1 mix=$2 dump=$3 name=$1${4:+-$4} pid=${PID[$1]} header=(); [ -n "${4:-}" ] && header=(--header "x-bench: $4")
-    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --drain --mix "$mix" "${header[@]}" --json "$OUT/instr-warm.json" > /dev/null
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration 1 --warmup 0 --drain --mix "$mix" ${header[@]+"${header[@]}"} --json "$OUT/instr-warm.json" > /dev/null
     callgrind_control -i on "$pid" > /dev/null 2>&1
-    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration "${INSTR_SECONDS:-3}" --warmup 0 --drain --mix "$mix" "${header[@]}" --json "$OUT/instr-$name.json" > /dev/null
+    $PIN_LOAD "$LG" --name "$t" --url "${URL[$t]}" --mode closed --concurrency 8 --duration "${INSTR_SECONDS:-3}" --warmup 0 --drain --mix "$mix" ${header[@]+"${header[@]}"} --json "$OUT/instr-$name.json" > /dev/null
     sleep 1
     callgrind_control -i off "$pid" > /dev/null 2>&1
     callgrind_control -d "$pid" > /dev/null 2>&1

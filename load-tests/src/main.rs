@@ -56,8 +56,9 @@ struct Args {
     /// Extra request headers, `name: value`, repeatable.
     #[arg(long = "header")]
     headers: Vec<String>,
-    /// Closed loop only: at the end, let the requests in flight finish and count them, rather
-    /// than abandon them (so a server's work in the run matches the requests counted).
+    /// Closed loop only: at the end, let the requests in flight finish (for up to 30 s) and count
+    /// them, rather than abandon them, so a server's work in the run matches the requests
+    /// counted; the measured duration then includes that wait.
     #[arg(long)]
     drain: bool,
     /// Open loop only: also send each request of the schedule to this base URL, half an interval
@@ -275,20 +276,30 @@ async fn run(args: &Args, kinds: Rc<Vec<Kind>>) -> Measured {
     }
     let drain = args.drain;
     let flags: Vec<_> = std::iter::once(stats.clone()).chain(baseline.iter().map(|(_, s)| s.clone())).collect();
-    local
+    let drained_for = local
         .run_until(async move {
             tokio::time::sleep(warmup).await;
             flags.iter().for_each(|f| f.borrow_mut().recording = true);
             tokio::time::sleep(measure).await;
+            let drain_start = Instant::now();
             if drain {
-                for worker in workers {
-                    let _ = worker.await;
-                }
+                // A request that never ends is abandoned after this, as without draining.
+                let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+                    for worker in workers {
+                        let _ = worker.await;
+                    }
+                })
+                .await;
             }
             flags.iter().for_each(|f| f.borrow_mut().recording = false);
+            drain_start.elapsed()
         })
         .await;
-    Measured { target: take(stats), baseline: baseline.map(|(_, s)| take(s)), duration: measure }
+    Measured {
+        target: take(stats),
+        baseline: baseline.map(|(_, s)| take(s)),
+        duration: if drain { measure + drained_for } else { measure },
+    }
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -302,6 +313,9 @@ fn percentiles(h: &Histogram<u64>) -> Value {
         "max_ms": ms(h.max()), "count": h.len(),
     })
 }
+
+/// How long `--drain` waits for the requests in flight at the end.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
     let args = Args::parse();
@@ -321,6 +335,10 @@ fn main() {
     };
     if args.baseline_url.is_some() && args.mode == Mode::Closed {
         eprintln!("loadgen: --baseline-url needs --mode open");
+        std::process::exit(2);
+    }
+    if args.drain && args.mode == Mode::Open {
+        eprintln!("loadgen: --drain needs --mode closed");
         std::process::exit(2);
     }
     let Measured { target: stats, baseline, duration: measured } = rt.block_on(run(&args, kinds));

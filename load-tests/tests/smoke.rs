@@ -23,7 +23,7 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
 async fn loadgen_reports_without_errors() {
     let sims = sim::start(
         SimConfig::from_yaml(
-            "servers:\n  - { name: up, behavior: { ttft: 2ms, per_token: 1ms, jitter: 0, words: 6 } }\n",
+            "servers:\n  - { name: up, behavior: { ttft: 2ms, per_token: 1ms, jitter: 0, words: 6 } }\n  - { name: drain, behavior: { ttft: 2ms, per_token: 1ms, jitter: 0, words: 6 } }\n",
         )
         .unwrap(),
     )
@@ -70,7 +70,6 @@ async fn loadgen_reports_without_errors() {
     assert_eq!(written, closed);
     // The stream through the router, paired with the same requests sent straight to the upstream.
     let upstream = sims.base_url("up").unwrap().trim_end_matches("/v1").to_string();
-    let baseline_url = upstream.clone();
     let open = tokio::task::spawn_blocking(move || {
         loadgen(&[
             "--url",
@@ -88,7 +87,7 @@ async fn loadgen_reports_without_errors() {
             "--mix",
             stream,
             "--baseline-url",
-            &baseline_url,
+            &upstream,
         ])
     })
     .await
@@ -102,8 +101,9 @@ async fn loadgen_reports_without_errors() {
     let (ok, base_ok) = (open["ok"].as_i64().unwrap(), baseline["ok"].as_i64().unwrap());
     assert!(ok > 100 && (ok - base_ok).abs() <= 5, "both see the same schedule: {open}");
     // Draining, a closed loop lets its last requests finish and counts them: the upstream
-    // received exactly the requests the report counts (sent straight to it, so no shadow copies).
-    let sim = sims.addr("up").unwrap();
+    // received exactly the requests the report counts (sent straight to a sim of its own, which
+    // nothing else calls).
+    let sim = sims.addr("drain").unwrap();
     let received = move || -> u64 {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect(sim).unwrap();
@@ -113,7 +113,7 @@ async fn loadgen_reports_without_errors() {
         let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
         serde_json::from_str::<serde_json::Value>(body).unwrap()["requests"].as_u64().unwrap()
     };
-    let (direct, mix3) = (upstream.clone(), mix.to_string());
+    let (direct, mix3) = (sims.base_url("drain").unwrap().trim_end_matches("/v1").to_string(), mix.to_string());
     let drained = tokio::task::spawn_blocking(move || {
         let before = received();
         let report = loadgen(&[
@@ -140,6 +140,12 @@ async fn loadgen_reports_without_errors() {
     // A baseline needs a schedule to share.
     let refused = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--url", "http://127.0.0.1:9", "--mix", stream, "--baseline-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    // Draining is for the closed loop.
+    let refused = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--url", "http://127.0.0.1:9", "--mix", stream, "--mode", "open", "--drain"])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));

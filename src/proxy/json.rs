@@ -119,15 +119,19 @@ impl<'a> Tape<'a> {
     /// serde_json's `float_roundtrip`); None when `raw` is not a recorded list of numbers only.
     pub fn numbers(&self, raw: &[u8]) -> Option<&[f64]> {
         let at = self.find(raw)?;
-        let (_, range) = self.lists.iter().find(|(list, _)| *list == at)?;
-        self.numbers.get(range.clone())
+        // In order of their entries: lists of numbers hold no recorded lists, so they end in the
+        // order they start.
+        let found = self.lists.binary_search_by_key(&at, |(list, _)| *list).ok()?;
+        self.numbers.get(self.lists[found].1.clone())
     }
 
     /// The entry whose value is `raw`.
     fn find(&self, raw: &[u8]) -> Option<usize> {
         let start = (raw.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
         let range = start..start.wrapping_add(raw.len());
-        self.entries.iter().position(|e| e.value == range)
+        // Entries are recorded as their values start, so in order of where they start.
+        let at = self.entries.binary_search_by_key(&range.start, |e| e.value.start).ok()?;
+        (self.entries[at].value == range).then_some(at)
     }
 
     /// The values of the members of `parent` (recorded in `within`) named by `keys`.

@@ -126,7 +126,10 @@ impl Store for SqliteStore {
         let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
         for chunk in &mut chunks {
             if insert(&mut many, chunk).is_err() {
-                // A statement lands whole or not at all: find the rows that fail one by one.
+                // A statement refused for one row (a constraint, a trigger) lands none of its
+                // rows: find the ones that fail one by one. An error that rolls back the whole
+                // transaction (a full disk, an I/O error) loses the run's earlier rows as well,
+                // as it did when rows went one by one.
                 failed.extend(chunk.iter().filter_map(|r| insert(&mut one, std::slice::from_ref(r)).err()));
             }
         }

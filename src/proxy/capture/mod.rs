@@ -87,10 +87,15 @@ pub struct Capture {
     truncated: bool,
     /// Non-streamed body, parsed only at the end because JSON cannot be read in pieces: held as
     /// the frames it came in (shared, not copied), `held` bytes in all, and gathered into one
-    /// buffer at the end only when it came in several and the end alone does not answer.
+    /// buffer at the end only when it came in several and the end alone does not answer. After
+    /// the first, a frame under [`SHARE_FROM`] is copied into `small` instead (a shared frame
+    /// keeps its whole read buffer alive), which joins `rest` before the next shared frame.
     first: Option<Bytes>,
     rest: Vec<Bytes>,
+    small: Vec<u8>,
     held: usize,
+    /// The body broke off before its end (see [`Capture::cut_short`]).
+    cut: bool,
     /// The incomplete SSE line carried over between chunks.
     line: Vec<u8>,
     /// Set while skipping the rest of a line that outgrew `line_cap`.
@@ -192,7 +197,9 @@ impl Capture {
             truncated: false,
             first: None,
             rest: Vec::new(),
+            small: Vec::new(),
             held: 0,
+            cut: false,
             line: Vec::new(),
             line_overflow: false,
             at_start: true,
@@ -221,12 +228,13 @@ impl Capture {
         }
     }
 
-    /// Notes that the body broke off before its end: a JSON body is then not read at all (part
-    /// of a document is worthless, and reading it would cost as much as a whole one), while a
-    /// stream keeps what arrived.
+    /// Notes that the body broke off before its end: a JSON body is then read only when what
+    /// arrived could be whole (it ends with `}`: the end of the body may have been lost after
+    /// its last byte, such as a chunked body's last chunk) or is a stream labelled JSON; part of
+    /// a document is worthless, and reading it costs as much as a whole one. A stream keeps what
+    /// arrived.
     pub fn cut_short(&mut self) {
-        self.first = None;
-        self.rest = Vec::new();
+        self.cut = true;
     }
 
     /// Ends the capture; on an aborted body this still returns everything seen so far. Called
@@ -259,12 +267,24 @@ impl Capture {
             self.truncated = true;
             self.first = None;
             self.rest = Vec::new();
+            self.small = Vec::new();
             return;
         }
         self.held += chunk.len();
         match self.first {
             None => self.first = Some(chunk.clone()),
-            Some(_) => self.rest.push(chunk.clone()),
+            Some(_) if chunk.len() >= SHARE_FROM => {
+                self.keep_small();
+                self.rest.push(chunk.clone());
+            }
+            Some(_) => self.small.extend_from_slice(chunk),
+        }
+    }
+
+    /// Moves the copied small frames to `rest`, in their place among the frames.
+    fn keep_small(&mut self) {
+        if !self.small.is_empty() {
+            self.rest.push(Bytes::from(mem::take(&mut self.small)));
         }
     }
 
@@ -272,12 +292,16 @@ impl Capture {
         if self.truncated {
             return;
         }
+        self.keep_small();
         let Some(first) = self.first.take() else { return };
         let rest = mem::take(&mut self.rest);
-        if self.usage_only
-            && !rest.is_empty()
-            && first.strip_prefix(UTF8_BOM).unwrap_or(&first).trim_ascii_start().starts_with(b"{")
-        {
+        let start = first.strip_prefix(UTF8_BOM).unwrap_or(&first).trim_ascii_start();
+        let last = rest.last().unwrap_or(&first);
+        let stream = start.starts_with(b"data:") || start.starts_with(b"event:") || start.starts_with(b":");
+        if self.cut && !stream && !last.trim_ascii_end().ends_with(b"}") {
+            return;
+        }
+        if self.usage_only && !rest.is_empty() && start.starts_with(b"{") {
             // The usage is near the end: looked for there before the frames are gathered.
             if let Some(usage) = scan::field_from_end_of_tail(&tail(&first, &rest), b"usage") {
                 self.usage = usage_of(usage);
@@ -341,6 +365,9 @@ impl Capture {
 
 /// How much of a body's end is looked at for its usage before its frames are gathered.
 const TAIL: usize = 4096;
+/// After a JSON body's first frame, frames this large are held as they came; smaller ones are
+/// copied, so a body trickling in small reads cannot keep a read buffer alive per read.
+const SHARE_FROM: usize = 8 * 1024;
 
 /// The last frame of a body held as frames, or its last [`TAIL`] bytes (or all of it) gathered
 /// when that frame is shorter.

@@ -886,19 +886,55 @@ fn usage_only_captures_read_the_end_of_a_body_in_frames_as_the_whole_body() {
     assert_eq!(in_string.usage, None);
 }
 
-/// A body that broke off: JSON is not read (even when what arrived parses), a stream keeps what
-/// arrived.
+/// A body that broke off: JSON is read only when what arrived could be whole (it ends with `}`,
+/// as when only a chunked body's last chunk was lost) or is a stream labelled JSON; a stream
+/// keeps what arrived.
 #[test]
-fn a_body_cut_short_is_read_only_when_it_streams() {
+fn a_body_cut_short_is_read_only_when_it_could_be_whole() {
     let body =
         json!({"choices": [{"index": 0, "message": {"content": "whole"}}], "usage": {"prompt_tokens": 2}}).to_string();
+    let cut = |format: Format, pieces: &[&[u8]]| {
+        let mut c = Capture::new(format, BIG);
+        for p in pieces {
+            c.push(&Bytes::copy_from_slice(p));
+        }
+        c.cut_short();
+        c.finish()
+    };
+    let (head, rest) = body.as_bytes().split_at(20);
+    let partial = &rest[..rest.len() - 5];
+    assert_eq!(
+        cut(Format::Json, &[head, partial]),
+        Captured { bytes: (head.len() + partial.len()) as u64, ..Captured::default() }
+    );
+    assert_eq!(cut(Format::Json, &[head, rest]), capture_all(Format::Json, BIG, body.as_bytes()));
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"so far\"}}]}\n\ndata: {\"choi";
+    assert_eq!(cut(Format::Sse, &[stream.as_bytes()]).text, "so far");
+    assert_eq!(cut(Format::Json, &[stream.as_bytes()]).text, "so far");
+}
+
+/// After the first frame, small frames are copied rather than held (each held frame keeps its
+/// read buffer alive), large ones held as they came; the capture is the same either way.
+#[test]
+fn small_frames_are_copied_and_large_ones_held() {
+    let body = json!({"text": "y".repeat(40_000), "usage": {"prompt_tokens": 3}}).to_string();
+    let whole = capture_all(Format::Json, BIG, body.as_bytes());
     let mut c = Capture::new(Format::Json, BIG);
-    c.push(&Bytes::copy_from_slice(body.as_bytes()));
-    c.cut_short();
-    assert_eq!(c.finish(), Captured { bytes: body.len() as u64, ..Captured::default() });
-    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"so far\"}}]}\n\n";
-    let mut c = Capture::new(Format::Sse, BIG);
-    c.push(&Bytes::copy_from_slice(stream.as_bytes()));
-    c.cut_short();
-    assert_eq!(c.finish().text, "so far");
+    for piece in body.as_bytes().chunks(100) {
+        c.push(&Bytes::copy_from_slice(piece));
+    }
+    assert!(c.rest.is_empty());
+    assert_eq!(c.small.len(), body.len() - 100);
+    assert_eq!(c.finish(), whole);
+    let mut c = Capture::new(Format::Json, BIG);
+    let (a, rest) = body.as_bytes().split_at(100);
+    let (b, rest) = rest.split_at(50);
+    let (big, d) = rest.split_at(rest.len() - 100);
+    assert!(big.len() >= SHARE_FROM);
+    for piece in [a, b, big, d] {
+        c.push(&Bytes::copy_from_slice(piece));
+    }
+    assert_eq!(c.rest.iter().map(Bytes::len).collect::<Vec<_>>(), [b.len(), big.len()]);
+    assert_eq!(c.small.len(), d.len());
+    assert_eq!(c.finish(), whole);
 }
