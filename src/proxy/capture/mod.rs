@@ -295,13 +295,14 @@ impl Capture {
         self.keep_small();
         let Some(first) = self.first.take() else { return };
         let rest = mem::take(&mut self.rest);
-        let start = first.strip_prefix(UTF8_BOM).unwrap_or(&first).trim_ascii_start();
-        let last = rest.last().unwrap_or(&first);
-        let stream = start.starts_with(b"data:") || start.starts_with(b"event:") || start.starts_with(b":");
-        if self.cut && !stream && !last.trim_ascii_end().ends_with(b"}") {
+        let opens = |text: &[u8]| first.strip_prefix(UTF8_BOM).unwrap_or(&first).trim_ascii_start().starts_with(text);
+        if self.cut
+            && !rest.last().unwrap_or(&first).trim_ascii_end().ends_with(b"}")
+            && !(opens(b"data:") || opens(b"event:") || opens(b":"))
+        {
             return;
         }
-        if self.usage_only && !rest.is_empty() && start.starts_with(b"{") {
+        if self.usage_only && !rest.is_empty() && opens(b"{") {
             // The usage is near the end: looked for there before the frames are gathered.
             if let Some(usage) = scan::field_from_end_of_tail(&tail(&first, &rest), b"usage") {
                 self.usage = usage_of(usage);
