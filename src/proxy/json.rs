@@ -13,31 +13,14 @@ const MAX_DEPTH: usize = 100;
 /// for invalid JSON and for what is left to serde_json: a top-level key with escapes, or
 /// nesting deeper than [`MAX_DEPTH`]. After false, `field` may have been called for a prefix.
 pub fn object_fields(body: &[u8], field: impl FnMut(Range<usize>, Range<usize>)) -> bool {
-    let mut r = Reader::<false> {
-        b: body,
-        text: None,
-        i: 0,
-        finite: false,
-        tape: Vec::new(),
-        numbers: Vec::new(),
-        lists: Vec::new(),
-    };
-    r.object_body(field)
+    Reader::<false>::new(body, false).object_body(field)
 }
 
 /// The [`Tape`] of `body` when it is a JSON object this reader accepts (as for
 /// [`object_fields`]) that also reads into a value tree: numbers past f64's range are refused
 /// too (see [`valid`]).
 pub fn tape(body: &[u8]) -> Option<Tape<'_>> {
-    let mut r = Reader::<true> {
-        b: body,
-        text: None,
-        i: 0,
-        finite: true,
-        tape: Vec::with_capacity(32),
-        numbers: Vec::new(),
-        lists: Vec::new(),
-    };
+    let mut r = Reader::<true>::new(body, true);
     r.object_body(|_, _| {}).then_some(Tape { body, entries: r.tape, numbers: r.numbers, lists: r.lists })
 }
 
@@ -155,15 +138,7 @@ pub fn valid(raw: &[u8]) -> bool {
     if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
         return false;
     }
-    let mut r = Reader::<false> {
-        b: raw,
-        text: None,
-        i: 0,
-        finite: true,
-        tape: Vec::new(),
-        numbers: Vec::new(),
-        lists: Vec::new(),
-    };
+    let mut r = Reader::<false>::new(raw, true);
     r.ws();
     let read = r.value(0, OFF);
     r.ws();
@@ -184,7 +159,12 @@ struct Reader<'a, const RECORD: bool> {
     lists: Vec<(usize, Range<usize>)>,
 }
 
-impl<const RECORD: bool> Reader<'_, RECORD> {
+impl<'a, const RECORD: bool> Reader<'a, RECORD> {
+    fn new(b: &'a [u8], finite: bool) -> Self {
+        let tape = Vec::with_capacity(if RECORD { 32 } else { 0 });
+        Reader { b, text: None, i: 0, finite, tape, numbers: Vec::new(), lists: Vec::new() }
+    }
+
     /// Reads the whole input as one object (with surrounding whitespace), handing each
     /// top-level member's key and value to `field`. False where [`object_fields`] says so.
     fn object_body(&mut self, mut field: impl FnMut(Range<usize>, Range<usize>)) -> bool {

@@ -449,9 +449,9 @@ impl<'a> Fields<'a> {
 
 /// The `READ` fields: by the strict reader's one pass, which checks the whole body as it goes
 /// and records its first levels (and the numbers of its embeddings) for the readings after it,
-/// or where that pass refuses the body, by the structural scan, which checks nothing. None sends the caller to
-/// a full parse: a body that is not an object the scan walks, or a `\u` escape anywhere (the
-/// only way a key could spell a name the readings look for differently).
+/// or where that pass refuses the body, by the structural scan, which checks nothing. None
+/// sends the caller to a full parse: a body that is not an object the scan walks, or a `\u`
+/// escape anywhere (the only way a key could spell a name the readings look for differently).
 fn read_fields(body: &[u8]) -> Option<Fields<'_>> {
     if scan::has_unicode_escape(body) {
         return None;
