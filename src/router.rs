@@ -71,7 +71,7 @@ impl Router {
         spawn_ticker(&app);
         if let Some(path) = &config_path {
             if let Err(e) = crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
-                tracing::warn!(error = %e, "cannot watch the config directory; reload with SIGHUP or POST /admin/reload");
+                tracing::warn!(error = %e, "cannot watch the config directory; edits are picked up by the poll, SIGHUP or POST /admin/reload");
             }
         }
 

@@ -1,9 +1,10 @@
-//! Reload triggers: a watch on the config file's directory (survives symlink swaps), SIGHUP, and a slow poll.
+//! Reload triggers: a watch on the config file's directory (survives symlink swaps) that wakes for finished writes and renames only, SIGHUP, and a slow poll.
 
+use std::ffi::OsStr;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -11,32 +12,29 @@ use crate::control::Command;
 
 /// How long file events settle before one reload; editors and the kubelet write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(300);
-/// A safety net for file systems whose events do not arrive.
-const POLL: Duration = Duration::from_secs(30);
+/// A safety net for file systems whose events do not arrive; where there is no watch, the
+/// way edits are picked up.
+const POLL: Duration = if cfg!(target_os = "linux") { Duration::from_secs(30) } else { Duration::from_secs(2) };
 
-/// Watches the directory of `path` and sends `Reload` commands until `stop`.
-/// Kubernetes ConfigMaps replace a `..data` symlink in the directory, so the directory,
-/// not the file, is what is watched; unchanged content is ignored by control.
-pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToken) -> notify::Result<()> {
+/// Sends `Reload` commands until `stop`: on changes in the directory of `path`, on SIGHUP and
+/// every [`POLL`]. Kubernetes ConfigMaps replace a `..data` symlink in the directory, so the
+/// directory, not the file, is what is watched; unchanged content is ignored by control.
+/// The triggers other than the watch run even when the watch cannot be set up, whose error
+/// is returned.
+pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToken) -> io::Result<()> {
     let dir: PathBuf = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let name = path.file_name().map(|n| n.to_os_string());
+    let name = path.file_name().map(OsStr::to_os_string);
     // Only the config file, or the `..data` symlink the kubelet swaps, matters: the state
     // database often lives in the same directory and is written all the time.
-    let relevant = move |p: &Path| {
-        p.file_name().is_some_and(|f| Some(f) == name.as_deref() || f.to_string_lossy().starts_with(".."))
+    let relevant = move |f: &OsStr| Some(f) == name.as_deref() || f.as_encoded_bytes().starts_with(b"..");
+    let (mut watch, error) = match DirWatch::new(&dir, Box::new(relevant)) {
+        Ok(w) => (Some(w), Ok(())),
+        Err(e) => (None, Err(e)),
     };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| e.paths.iter().any(|p| relevant(p))) {
-            let _ = tx.send(());
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     tokio::spawn(async move {
-        let _watcher = watcher;
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut poll = tokio::time::interval(POLL);
@@ -44,15 +42,18 @@ pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToke
         loop {
             let force = tokio::select! {
                 () = stop.cancelled() => return,
-                event = rx.recv() => {
-                    if event.is_none() { return; }
+                first = changed(&mut watch) => {
                     // Settle: swallow the rest of the burst.
-                    loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            Ok(None) => return,
-                            Err(_) => break,
+                    let mut next = first;
+                    while next.is_ok() {
+                        match tokio::time::timeout(DEBOUNCE, changed(&mut watch)).await {
+                            Ok(more) => next = more,
+                            Err(_settled) => break,
                         }
+                    }
+                    if let Err(e) = next {
+                        tracing::warn!(error = %e, "the config directory is no longer watched; reload with SIGHUP or POST /admin/reload");
+                        watch = None;
                     }
                     false
                 }
@@ -67,5 +68,136 @@ pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToke
             }
         }
     });
-    Ok(())
+    error
+}
+
+/// The next relevant change seen by `watch`; never, without one.
+async fn changed(watch: &mut Option<DirWatch>) -> io::Result<()> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a file name in the watched directory is one whose changes reload.
+type Relevant = Box<dyn Fn(&OsStr) -> bool + Send>;
+
+/// An inotify watch on a directory, read by the runtime itself (no thread of its own).
+#[cfg(target_os = "linux")]
+struct DirWatch {
+    fd: tokio::io::unix::AsyncFd<inotify::Inotify>,
+    buffer: Vec<u8>,
+    relevant: Relevant,
+}
+
+/// Finished writes, renames, creations and deletions, and not in-place writes or opens: a
+/// SQLite database beside the config writes its log page by page and never closes it, and a
+/// watch on every write woke once per page written.
+#[cfg(target_os = "linux")]
+const MASK: inotify::WatchMask = inotify::WatchMask::CLOSE_WRITE
+    .union(inotify::WatchMask::MOVED_TO)
+    .union(inotify::WatchMask::MOVED_FROM)
+    .union(inotify::WatchMask::CREATE)
+    .union(inotify::WatchMask::DELETE);
+
+#[cfg(target_os = "linux")]
+impl DirWatch {
+    fn new(dir: &Path, relevant: Relevant) -> io::Result<DirWatch> {
+        let inotify = inotify::Inotify::init()?;
+        inotify.watches().add(dir, MASK)?;
+        // Deprecated as unsound for a `T` that can close its descriptor while registered; the
+        // inotify instance owns its descriptor and closes it only when dropped, which `AsyncFd`
+        // does after deregistering it. (`register`, the replacement, is `unsafe`.)
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::new(inotify)?;
+        Ok(DirWatch { fd, buffer: vec![0; 4096], relevant })
+    }
+
+    /// Returns when a relevant file changed, or events were lost (the queue overflowed);
+    /// an error when the watch ended (the directory went away).
+    async fn changed(&mut self) -> io::Result<()> {
+        use inotify::EventMask;
+        let DirWatch { fd, buffer, relevant } = self;
+        loop {
+            let mut ready = fd.readable_mut().await?;
+            let Ok(read) = ready.try_io(|inotify| inotify.get_mut().read_events(buffer)) else { continue };
+            let mut found = false;
+            for event in read? {
+                if event.mask.contains(EventMask::IGNORED) {
+                    return Err(io::Error::other("the watch on the config directory ended"));
+                }
+                found |= event.mask.contains(EventMask::Q_OVERFLOW) || event.name.is_some_and(&**relevant);
+            }
+            if found {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where there is no inotify, no watch: the poll picks edits up.
+#[cfg(not(target_os = "linux"))]
+struct DirWatch;
+
+#[cfg(not(target_os = "linux"))]
+impl DirWatch {
+    fn new(_dir: &Path, _relevant: Relevant) -> io::Result<DirWatch> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no directory watch on this system; edits are polled every 2 s"))
+    }
+
+    async fn changed(&mut self) -> io::Result<()> {
+        std::future::pending().await
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Whether the watch reports a change within `wait`.
+    async fn reports(watch: &mut DirWatch, wait: Duration) -> bool {
+        matches!(tokio::time::timeout(wait, watch.changed()).await, Ok(Ok(())))
+    }
+
+    #[tokio::test]
+    async fn wakes_for_the_config_and_the_kubelets_swap_not_for_a_database_beside_it() {
+        let dir = std::env::temp_dir().join(format!("shadowroute-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut db = std::fs::File::create(dir.join("state.db")).unwrap();
+        let mut watch =
+            DirWatch::new(&dir, Box::new(|f: &OsStr| f == "routes.yaml" || f.as_encoded_bytes().starts_with(b"..")))
+                .unwrap();
+
+        // A database writing in place: no event at all, so nothing wakes.
+        for _ in 0..100 {
+            std::io::Write::write_all(&mut db, &[0; 4096]).unwrap();
+        }
+        db.sync_all().unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(300), watch.fd.readable()).await.is_err());
+        // Another file written whole: read, and not reported.
+        std::fs::write(dir.join("other.json"), "{}").unwrap();
+        assert!(!reports(&mut watch, Duration::from_millis(300)).await);
+
+        // The config written in place, then replaced by a rename (as editors save).
+        std::fs::write(dir.join("routes.yaml"), "a").unwrap();
+        assert!(reports(&mut watch, Duration::from_secs(5)).await);
+        std::fs::write(dir.join("routes.yaml.tmp"), "b").unwrap();
+        std::fs::rename(dir.join("routes.yaml.tmp"), dir.join("routes.yaml")).unwrap();
+        assert!(reports(&mut watch, Duration::from_secs(5)).await);
+
+        // The kubelet's swap: a new `..data` symlink renamed over the old one.
+        std::os::unix::fs::symlink("v2", dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        assert!(reports(&mut watch, Duration::from_secs(5)).await);
+        while reports(&mut watch, Duration::from_millis(100)).await {}
+
+        // The watch removed (as when its file system goes away): an error, not a silent stop.
+        let mut watches = watch.fd.get_ref().watches();
+        let wd = watches.add(&dir, MASK).unwrap();
+        watches.remove(wd).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), watch.changed()).await;
+        assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
