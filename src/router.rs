@@ -70,8 +70,10 @@ impl Router {
         tokio::spawn(Control::new(app.clone(), pool, config_path.clone(), overrides, log).run(rx));
         spawn_ticker(&app);
         if let Some(path) = &config_path {
-            if let Err(e) = crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
-                tracing::warn!(error = %e, "cannot watch the config directory; edits are picked up by the poll, SIGHUP or POST /admin/reload");
+            match crate::config::watch::spawn(path, tx, app.shutdown.clone()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => tracing::info!("{e}"),
+                Err(e) => tracing::warn!(error = %e, "cannot watch the config directory; polling the file every 2 s"),
             }
         }
 

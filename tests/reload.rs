@@ -64,11 +64,20 @@ async fn file_edits_reload_and_bad_files_change_nothing() {
     assert_eq!(metric(&page, "shadowroute_config_last_reload_success"), 0.0);
     assert_eq!(metric(&page, "shadowroute_leader_info{model=\"b\",route=\"chat\"}"), 1.0, "{page}");
 
-    // The admin API reports a bad file with 422 and its errors.
+    // The same bad file written again: the watch's reload finds the same errors, which are not
+    // logged and counted anew.
+    let failed = "shadowroute_config_reloads_total{result=\"error\"}";
+    let counted = metric(&page, failed);
+    std::fs::write(&file, &bad).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(metric(&metrics(&c, admin).await, failed), counted);
+
+    // The admin API reports a bad file with 422 and its errors, every time.
     let r = send(&c, Method::POST, &format!("http://{admin}/admin/reload"), &[("authorization", "Bearer s3cret")], "")
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.json()["errors"].as_array().is_some_and(|e| e.len() == 2));
+    assert_eq!(metric(&metrics(&c, admin).await, failed), counted + 1.0);
 
     // Fixing the file recovers.
     std::fs::write(&file, with_urls(&routes("a", "token"), &sims)).unwrap();

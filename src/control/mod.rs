@@ -136,6 +136,11 @@ impl Control {
                 Ok(hash)
             }
             Err(errors) => {
+                // The same failure found again by the watch or the poll: already logged, counted
+                // and shown; only an operator's reload reports it anew.
+                if !force && current.last_reload.error.as_ref() == Some(&errors) {
+                    return Err(errors);
+                }
                 metrics.config_reloads.with_label_values(&["error"]).inc();
                 metrics.config_last_reload_success.set(0);
                 tracing::error!("config reload failed; the previous config keeps serving:\n{errors}");
