@@ -172,3 +172,33 @@ async fn admin_writes_need_the_token_and_are_refused_without_one() {
     assert_eq!(get(&c, &format!("http://{}/healthz", router.admin_addr)).await.status, 200);
     router.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_file_rewritten_without_pause_is_still_reloaded() {
+    let sims = sims(SIMS).await;
+    let dir = scratch("reload-busy");
+    std::fs::write(dir.join("token"), "tok").unwrap();
+    let file = dir.join("routes.yaml");
+    let router = router(&with_urls(&routes("a", "token"), &sims), Some(&file)).await;
+    let c = client();
+    assert_eq!(served_by(&c, router.addr).await, "a");
+
+    // A writer rewriting the file every 100 ms for 6 s: the events never pause for the 300 ms
+    // the watch waits for, and the reload must still come, after at most 2 s of settling.
+    let writing = Arc::new(AtomicUsize::new(1));
+    let (text, path, flag) = (with_urls(&routes("b", "token"), &sims), file.clone(), writing.clone());
+    let writer = tokio::spawn(async move {
+        for _ in 0..60 {
+            std::fs::write(&path, &text).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        flag.store(0, Ordering::SeqCst);
+    });
+    eventually("the reload comes while the writes go on", Duration::from_secs(5), || async {
+        served_by(&c, router.addr).await == "b"
+    })
+    .await;
+    assert_eq!(writing.load(Ordering::SeqCst), 1, "the reload waited for the writes to stop");
+    writer.await.unwrap();
+    router.shutdown().await;
+}

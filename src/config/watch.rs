@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::Command;
 
-/// How long file events settle before one reload; editors and the kubelet write in bursts.
+/// How long file events settle before one reload; editors and the kubelet write in bursts...
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// ...and at most this long, so a file rewritten without pause is still reloaded.
+const SETTLE_MAX: Duration = Duration::from_secs(2);
 /// The poll while the directory is watched: a safety net for changes the watch does not see
 /// (writes by a process that keeps the file open; file systems whose events do not arrive).
 const POLL: Duration = Duration::from_secs(30);
@@ -50,8 +52,10 @@ pub fn spawn(path: &Path, control: mpsc::Sender<Command>, stop: CancellationToke
                 first = changed(&mut watch) => {
                     // Settle: swallow the rest of the burst.
                     let mut next = first;
+                    let settled_by = Instant::now() + SETTLE_MAX;
                     while next.is_ok() {
-                        match tokio::time::timeout(DEBOUNCE, changed(&mut watch)).await {
+                        let quiet = settled_by.min(Instant::now() + DEBOUNCE);
+                        match tokio::time::timeout_at(quiet, changed(&mut watch)).await {
                             Ok(more) => next = more,
                             Err(_settled) => break,
                         }
