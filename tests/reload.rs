@@ -17,6 +17,20 @@ fn routes(leader: &str, token_file: &str) -> String {
     )
 }
 
+/// The sims, and a router serving leader `a` whose routes.yaml (admin token read from `token`,
+/// holding `secret`) is watched in a scratch directory of its own.
+async fn watched(
+    name: &str,
+    secret: &str,
+) -> (shadowroute::sim::RunningSim, std::path::PathBuf, shadowroute::router::Router) {
+    let sims = sims(SIMS).await;
+    let dir = scratch(name);
+    std::fs::write(dir.join("token"), secret).unwrap();
+    let file = dir.join("routes.yaml");
+    let router = router(&with_urls(&routes("a", "token"), &sims), Some(&file)).await;
+    (sims, file, router)
+}
+
 async fn served_by(c: &TestClient, addr: std::net::SocketAddr) -> String {
     let r = post_json(c, &format!("http://{addr}/v1/chat/completions"), &chat("hi"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -25,11 +39,7 @@ async fn served_by(c: &TestClient, addr: std::net::SocketAddr) -> String {
 
 #[tokio::test]
 async fn file_edits_reload_and_bad_files_change_nothing() {
-    let sims = sims(SIMS).await;
-    let dir = scratch("reload");
-    std::fs::write(dir.join("token"), "s3cret\n").unwrap();
-    let file = dir.join("routes.yaml");
-    let router = router(&with_urls(&routes("a", "token"), &sims), Some(&file)).await;
+    let (sims, file, router) = watched("reload", "s3cret\n").await;
     let c = client();
     let admin = router.admin_addr;
     assert_eq!(served_by(&c, router.addr).await, "a");
@@ -68,9 +78,14 @@ async fn file_edits_reload_and_bad_files_change_nothing() {
     // logged and counted anew.
     let failed = "shadowroute_config_reloads_total{result=\"error\"}";
     let counted = metric(&page, failed);
+    // A negative check: the count is read until well after the watch's 300 ms settling and the
+    // reload, and must not move at any reading.
     std::fs::write(&file, &bad).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(metric(&metrics(&c, admin).await, failed), counted);
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        assert_eq!(metric(&metrics(&c, admin).await, failed), counted);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The admin API reports a bad file with 422 and its errors, every time.
     let r = send(&c, Method::POST, &format!("http://{admin}/admin/reload"), &[("authorization", "Bearer s3cret")], "")
@@ -91,11 +106,7 @@ async fn file_edits_reload_and_bad_files_change_nothing() {
 
 #[tokio::test]
 async fn reloads_under_load_fail_no_request() {
-    let sims = sims(SIMS).await;
-    let dir = scratch("reload-load");
-    std::fs::write(dir.join("token"), "tok").unwrap();
-    let file = dir.join("routes.yaml");
-    let router = router(&with_urls(&routes("a", "token"), &sims), Some(&file)).await;
+    let (sims, file, router) = watched("reload-load", "tok").await;
     let addr = router.addr;
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -175,11 +186,7 @@ async fn admin_writes_need_the_token_and_are_refused_without_one() {
 
 #[tokio::test]
 async fn a_file_rewritten_without_pause_is_still_reloaded() {
-    let sims = sims(SIMS).await;
-    let dir = scratch("reload-busy");
-    std::fs::write(dir.join("token"), "tok").unwrap();
-    let file = dir.join("routes.yaml");
-    let router = router(&with_urls(&routes("a", "token"), &sims), Some(&file)).await;
+    let (sims, file, router) = watched("reload-busy", "tok").await;
     let c = client();
     assert_eq!(served_by(&c, router.addr).await, "a");
 
