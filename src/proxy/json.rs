@@ -53,12 +53,12 @@ struct Entry {
 /// name a value by its raw text (a slice of the body); one that is not on the tape is walked
 /// by the structural scan instead. Keys are compared as written, and a repeated key counts
 /// its last value, as in a value tree's maps. A recorded list of numbers (an embedding) has
-/// its numbers read too, in the same pass.
+/// its numbers read too, in the same pass, as the f32s its comparisons use.
 pub struct Tape<'a> {
     body: &'a [u8],
     entries: Vec<Entry>,
     /// The numbers of the recorded lists of numbers, one list after another...
-    numbers: Vec<f64>,
+    numbers: Vec<f32>,
     /// ...and, for each such list, its entry and its numbers' place in `numbers`.
     lists: Vec<(usize, Range<usize>)>,
 }
@@ -98,9 +98,10 @@ impl<'a> Tape<'a> {
         }))
     }
 
-    /// The numbers of the list `raw`, each as the nearest f64 (as a value tree reads them with
-    /// serde_json's `float_roundtrip`); None when `raw` is not a recorded list of numbers only.
-    pub fn numbers(&self, raw: &[u8]) -> Option<&[f64]> {
+    /// The numbers of the list `raw`, each the nearest f64 (as a value tree reads them with
+    /// serde_json's `float_roundtrip`) made an f32; None when `raw` is not a recorded list of
+    /// numbers only.
+    pub fn numbers(&self, raw: &[u8]) -> Option<&[f32]> {
         let at = self.find(raw)?;
         // In order of their entries: lists of numbers hold no recorded lists, so they end in the
         // order they start.
@@ -148,21 +149,19 @@ pub fn valid(raw: &[u8]) -> bool {
 /// `RECORD`: whether it keeps a [`Tape`] (a reader that does not pays nothing for it).
 struct Reader<'a, const RECORD: bool> {
     b: &'a [u8],
-    /// `b` as text, once a number has been read (by a reader that keeps a tape).
-    text: Option<&'a str>,
     i: usize,
     /// Refuse numbers past f64's range, as serde_json's value tree does.
     finite: bool,
     /// What is recorded (see [`Tape`]).
     tape: Vec<Entry>,
-    numbers: Vec<f64>,
+    numbers: Vec<f32>,
     lists: Vec<(usize, Range<usize>)>,
 }
 
 impl<'a, const RECORD: bool> Reader<'a, RECORD> {
     fn new(b: &'a [u8], finite: bool) -> Self {
         let tape = Vec::with_capacity(if RECORD { 32 } else { 0 });
-        Reader { b, text: None, i: 0, finite, tape, numbers: Vec::new(), lists: Vec::new() }
+        Reader { b, i: 0, finite, tape, numbers: Vec::new(), lists: Vec::new() }
     }
 
     /// Reads the whole input as one object (with surrounding whitespace), handing each
@@ -263,9 +262,15 @@ impl<'a, const RECORD: bool> Reader<'a, RECORD> {
                     let start = r.i;
                     if numeric && depth + 1 > ITEM_LEVELS && matches!(r.peek(), Some(b'-' | b'0'..=b'9')) {
                         // An item of a list of numbers whose items are not recorded (an
-                        // embedding's): checked and read without the general value's steps.
-                        r.number()?;
-                        numeric = r.read_number(start);
+                        // embedding's): checked and read in one pass where it can be, else
+                        // without the general value's steps.
+                        if let Some((end, x)) = quick_number(r.b, start) {
+                            r.i = end;
+                            r.numbers.push(x);
+                        } else {
+                            r.number()?;
+                            numeric = r.read_number(start);
+                        }
                         return Some(());
                     }
                     let item = r.open(at, depth + 1, None);
@@ -344,35 +349,29 @@ impl<'a, const RECORD: bool> Reader<'a, RECORD> {
 
     /// Keeps the value read from `start` to here when it is a number: false when it is not.
     fn read_number(&mut self, start: usize) -> bool {
-        if !self.b.get(start).is_some_and(|c| *c == b'-' || c.is_ascii_digit()) {
+        let raw = &self.b[start..self.i];
+        if !raw.first().is_some_and(|c| *c == b'-' || c.is_ascii_digit()) {
             return false;
         }
-        let text = match self.text {
-            Some(text) => text,
-            None => match std::str::from_utf8(self.b) {
-                Ok(text) => *self.text.insert(text),
-                Err(_) => return false,
+        let x = match quick_number(self.b, start).filter(|(end, _)| *end == self.i) {
+            Some((_, x)) => x,
+            None => match std::str::from_utf8(raw).ok().and_then(|text| text.parse::<f64>().ok()) {
+                Some(x) => x as f32,
+                None => return false,
             },
         };
-        match text.get(start..self.i).and_then(|text| text.parse::<f64>().ok()) {
-            Some(x) => {
-                self.numbers.push(x);
-                true
-            }
-            None => false,
-        }
+        self.numbers.push(x);
+        true
     }
 
     /// Past a run of digits, eight bytes at a time while all eight are digits.
     fn digits(&mut self) {
-        const ONES: u64 = u64::MAX / 255;
         while let Some(chunk) = self.b.get(self.i..).and_then(<[u8]>::first_chunk::<8>) {
-            let x = u64::from_le_bytes(*chunk);
-            // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
-            if x & (ONES * 0xF0) != ONES * 0x30 || x.wrapping_add(ONES * 0x06) & (ONES * 0xF0) != ONES * 0x30 {
-                break;
+            let n = leading_digits(u64::from_le_bytes(*chunk));
+            self.i += n;
+            if n < 8 {
+                return;
             }
-            self.i += 8;
         }
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
@@ -411,11 +410,114 @@ impl<'a, const RECORD: bool> Reader<'a, RECORD> {
     }
 }
 
+/// Powers of ten that an f64 holds exactly.
+const EXACT_TENS: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// The JSON number starting at `b[start]`, checked and read in one pass: where it ends, and
+/// the nearest f64 made an f32. None where the quick reading does not answer: the number is
+/// not one JSON allows, or its value needs the general parse to be sure.
+///
+/// Its digits, read as one integer of up to 19 digits, times or over a power of ten an f64
+/// holds exactly, give an f64 within three units in the last place of the nearest f64 (two
+/// roundings of half a unit each, and the nearest's own half). Both then round to the same f32
+/// unless a point halfway between two f32s lies within those three units: an f64 in f32's
+/// normal range is such a point when its 29 lowest bits are exactly 1 << 28, so the reading is
+/// refused within eight units of one. An embedding's numbers, written with up to 17
+/// significant digits, take this path; the general parse handles the rest.
+fn quick_number(b: &[u8], start: usize) -> Option<(usize, f32)> {
+    let negative = b.get(start) == Some(&b'-');
+    let (mut i, mut digits) = (start + usize::from(negative), 0u64);
+    match b.get(i)? {
+        // A digit after a leading zero is left for the caller to refuse, as `number` does.
+        b'0' => i += 1,
+        b'1'..=b'9' => _ = digit_run(b, &mut i, &mut digits)?,
+        _ => return None,
+    }
+    let mut scale = 0i32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        match digit_run(b, &mut i, &mut digits)? {
+            0 => return None,
+            n => scale = -i32::try_from(n).ok()?,
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        let negative_exponent = b.get(i) == Some(&b'-');
+        i += usize::from(matches!(b.get(i), Some(b'-' | b'+')));
+        let (from, mut exponent) = (i, 0i32);
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            exponent = exponent * 10 + i32::from(c - b'0');
+            if exponent > 999 {
+                return None;
+            }
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+        scale += if negative_exponent { -exponent } else { exponent };
+    }
+    let magnitude = if digits == 0 {
+        0.0
+    } else {
+        let ten = *EXACT_TENS.get(scale.unsigned_abs() as usize)?;
+        let x = if scale < 0 { digits as f64 / ten } else { digits as f64 * ten };
+        let normal = (f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX)).contains(&x);
+        if !normal || (x.to_bits() & ((1 << 29) - 1)).abs_diff(1 << 28) <= 8 {
+            return None;
+        }
+        x as f32
+    };
+    Some((i, if negative { -magnitude } else { magnitude }))
+}
+
+/// Adds the run of digits at `text[*i..]` to `digits`, eight at a time while eight are there,
+/// and moves `*i` past it: the run's length, or None when `digits` would pass u64's range.
+fn digit_run(text: &[u8], i: &mut usize, digits: &mut u64) -> Option<usize> {
+    let start = *i;
+    while let Some(chunk) = text.get(*i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        if leading_digits(x) < 8 {
+            break;
+        }
+        *digits = digits.checked_mul(100_000_000)?.checked_add(value_of_eight(x))?;
+        *i += 8;
+    }
+    while let Some(c) = text.get(*i).filter(|c| c.is_ascii_digit()) {
+        *digits = digits.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        *i += 1;
+    }
+    Some(*i - start)
+}
+
+const ONES: u64 = u64::MAX / 255;
+
+/// How many of the bytes of `x`, from the lowest, are digits before the first that is not. A
+/// byte is flagged when it is below `0` (subtracting `0` sets its high bit), above `9` (adding
+/// 0x46 does), or past ASCII; borrows and carries only leave flagged bytes, so the lowest flag
+/// is always a true one.
+fn leading_digits(x: u64) -> usize {
+    let flags = (x.wrapping_sub(ONES * 0x30) | x.wrapping_add(ONES * 0x46) | x) & (ONES * 0x80);
+    flags.trailing_zeros() as usize / 8
+}
+
+/// The number eight digits make, the first in the lowest byte of `x`: pairs, then fours, then
+/// the eight are joined, each step a multiply and a shift over all lanes at once.
+fn value_of_eight(x: u64) -> u64 {
+    let x = x - ONES * u64::from(b'0');
+    let x = (x * 10 + (x >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let x = (x * 100 + (x >> 16)) & 0x0000_FFFF_0000_FFFF;
+    (x * 10_000 + (x >> 32)) & 0xFFFF_FFFF
+}
+
 /// The index of the first quote, backslash or control character at or after `i` (or the
 /// end), eight bytes at a time: a byte is flagged when it is below 0x20 or equal to `"` or
 /// `\`, by the zero-byte test on words; the lowest flagged byte is always a true match.
 fn plain_run_end(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
         let x = u64::from_le_bytes(*chunk);
@@ -559,6 +661,7 @@ mod tests {
         let t = tape(body.as_bytes()).unwrap();
         let [a, b, c, d, f] = t.top_fields([b"a", b"b", b"c", b"d", b"f"]);
         let by_value: Vec<f64> = serde_json::from_str(hard).unwrap();
+        let by_value: Vec<f32> = by_value.iter().map(|x| *x as f32).collect();
         assert_eq!(t.numbers(a.unwrap()), Some(&by_value[..]));
         assert_eq!(by_value[3], 0.0);
         assert_eq!(t.numbers(b.unwrap()), None);
@@ -572,6 +675,63 @@ mod tests {
         // A slice that is not a recorded value has no numbers.
         assert_eq!(t.numbers(&f.unwrap()[..4]), None);
         assert_eq!(t.numbers(b"[1,2]"), None);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The quick reading of all of `text`.
+    fn quick_f32(text: &[u8]) -> Option<f32> {
+        quick_number(text, 0).filter(|(end, _)| *end == text.len()).map(|(_, x)| x)
+    }
+
+    /// The general parse's reading, made an f32.
+    fn parsed(text: &str) -> f32 {
+        text.parse::<f64>().unwrap() as f32
+    }
+
+    #[test]
+    fn eight_digits_are_read_at_once() {
+        for text in [b"00000000", b"12345678", b"99999999", b"10000001", b"00000907"] {
+            let x = u64::from_le_bytes(*text);
+            assert_eq!(leading_digits(x), 8);
+            assert_eq!(value_of_eight(x), std::str::from_utf8(text).unwrap().parse::<u64>().unwrap());
+        }
+        // Every byte that ends a run, at every place, after digits and after bytes that borrow
+        // or carry into it.
+        for end in (0..=255u8).filter(|c| !c.is_ascii_digit()) {
+            for at in 0..8 {
+                for before in [b'0', b'9'] {
+                    let mut text = [before; 8];
+                    text[at] = end;
+                    text[(at + 1) % 8] = b'/';
+                    let found = leading_digits(u64::from_le_bytes(text));
+                    assert_eq!(found, text.iter().position(|c| !c.is_ascii_digit()).unwrap(), "{text:?}");
+                }
+            }
+        }
+        let mut digits = 0;
+        let mut i = 0;
+        assert_eq!(digit_run(b"1234567890123,", &mut i, &mut digits), Some(13));
+        assert_eq!((i, digits), (13, 1_234_567_890_123));
+        assert_eq!(digit_run(b"123456789012345678901", &mut 0, &mut 0), None);
+    }
+
+    #[test]
+    fn numbers_near_a_point_halfway_between_two_f32s_are_left_to_the_general_parse() {
+        // Embeddings as written by OpenAI (an f32 printed as the f64 it is) take the quick path.
+        for text in ["-0.006929283495992422", "0.012345678918063641", "1", "-3", "2.5e-3", "0", "-0.0"] {
+            assert_eq!(quick_f32(text.as_bytes()), Some(parsed(text)), "{text}");
+        }
+        // A point halfway between neighbouring f32s, written as the f64 it is, is refused.
+        for a in [0.1_f32, 1.0, 3.0e-5, 0.0069292834, 7.0e10] {
+            let mid = (f64::from(a) + f64::from(f32::from_bits(a.to_bits() + 1))) / 2.0;
+            assert_eq!(quick_f32(format!("{mid}").as_bytes()), None, "{mid}");
+        }
+        // Past what the quick reading handles: more than 19 digits, powers of ten an f64 does not
+        // hold, and numbers outside f32's normal range.
+        for text in ["123456789012345678901234567890", "1e23", "1e-30", "4e38", "1e-39", "1e400"] {
+            assert_eq!(quick_f32(text.as_bytes()), None, "{text}");
+        }
     }
 
     fn arb_object() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
@@ -594,6 +754,54 @@ mod tests {
             ]
         });
         proptest::collection::btree_map("[abc]", tree, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest::proptest! {
+        // Readings that go wrong only near rare points need many cases to meet one.
+        #![proptest_config(proptest::test_runner::Config::with_cases(50_000))]
+
+        /// The quick reading of a number is the general parse's, made an f32, whenever it gives one.
+        #[test]
+        fn quick_numbers_are_the_general_parses(
+            text in proptest::prop_oneof![
+                "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,2})?",
+                proptest::num::f32::NORMAL.prop_map(|x| format!("{}", f64::from(x))),
+                proptest::num::f64::NORMAL.prop_map(|x| format!("{x:e}")),
+            ]
+        ) {
+            if let Some(q) = quick_f32(text.as_bytes()) {
+                proptest::prop_assert_eq!(q.to_bits(), parsed(&text).to_bits(), "{}", text);
+            }
+            // Followed by more of a list, where its digits are read eight bytes at a time.
+            let list = format!("{text},12345678]");
+            if let Some((end, q)) = quick_number(list.as_bytes(), 0) {
+                proptest::prop_assert_eq!((end, q.to_bits()), (text.len(), parsed(&text).to_bits()), "{}", text);
+            }
+        }
+
+        /// The quick reading takes only what JSON allows, and ends where the number does.
+        #[test]
+        fn quick_numbers_are_json_numbers(text in "[0-9/:.eE+-]{1,30}") {
+            if let Some((end, _)) = quick_number(text.as_bytes(), 0) {
+                proptest::prop_assert!(valid(&text.as_bytes()[..end]), "{}", text);
+                proptest::prop_assert!(end == text.len() || !valid(&text.as_bytes()[..=end]), "{}", text);
+            }
+        }
+
+        /// Near a point halfway between two f32s, the quick reading refuses or agrees.
+        #[test]
+        fn quick_numbers_near_halfway_points_are_the_general_parses(
+            a in (0x3000_0000u32..0x4b00_0000).prop_map(f32::from_bits),
+            units in -12i64..=12,
+            digits in 15usize..=19,
+        ) {
+            let mid = (f64::from(a) + f64::from(f32::from_bits(a.to_bits() + 1))) / 2.0;
+            let x = f64::from_bits(mid.to_bits().wrapping_add_signed(units));
+            let text = format!("{x:.digits$e}", digits = digits - 1);
+            if let Some(q) = quick_f32(text.as_bytes()) {
+                proptest::prop_assert_eq!(q.to_bits(), parsed(&text).to_bits(), "{}", text);
+            }
+        }
     }
 
     proptest::proptest! {
@@ -623,6 +831,7 @@ mod tests {
                 proptest::prop_assert_eq!(t.fields(raw, KEYS), scan::top_level_fields(raw, KEYS), "{}", text);
                 // A recorded list of numbers only has the numbers a value tree reads.
                 let by_value = raw.starts_with(b"[").then(|| serde_json::from_slice::<Vec<f64>>(raw).ok()).flatten();
+                let by_value: Option<Vec<f32>> = by_value.map(|v| v.iter().map(|x| *x as f32).collect());
                 proptest::prop_assert_eq!(t.numbers(raw), by_value.as_deref(), "{}", text);
                 // A list whose items are not recorded is left to the scan (None).
                 if let Some(items) = t.items(raw, KEYS) {

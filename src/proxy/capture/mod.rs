@@ -436,7 +436,7 @@ impl<'a> Fields<'a> {
 
     /// The numbers of the list `raw` (a slice of the body) when the whole body was checked and
     /// the list holds numbers only.
-    pub fn numbers(&self, raw: &'a [u8]) -> Option<&[f64]> {
+    pub fn numbers(&self, raw: &'a [u8]) -> Option<&[f32]> {
         self.tape.as_ref()?.numbers(raw)
     }
 

@@ -94,7 +94,7 @@ pub(super) fn embeddings<'a>(fields: &Fields<'a>) -> Option<Rows<'a>> {
     for (pos, item) in fields.items(data, [b"index", b"embedding"]).enumerate() {
         let Some([index, Some(embedding)]) = item else { continue };
         let row = match embedding.first() {
-            Some(b'[') => fields.numbers(embedding)?.iter().map(|x| *x as f32).collect(),
+            Some(b'[') => fields.numbers(embedding)?.to_vec(),
             Some(b'"') => match string(embedding)?.and_then(|b64| super::base64_row(&b64)) {
                 Some(row) => row,
                 None => continue,
