@@ -9,8 +9,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use prometheus::{Counter, Histogram, IntCounter};
 
 use crate::client::{Client, ClientError, Origin, Outgoing, UpstreamResponse};
-use crate::config::{Candidate, Config, ConfigErrors, Model, Route};
+use crate::config::{Candidate, Config, ConfigErrors, Model, Price, Route};
 use crate::metrics::Metrics;
+use crate::proxy::capture::Usage;
 use crate::proxy::modality::{Endpoint, Modality};
 use crate::raw_headers::RawHeaders;
 use crate::rng::NameMap;
@@ -154,6 +155,15 @@ impl ModelSeries {
                 .iter()
                 .map(|md| (*md, m.requests.with_label_values(&[route, md.as_str(), model, "200"])))
                 .collect(),
+        }
+    }
+
+    /// Counts an answer's tokens and their cost.
+    pub fn meter(&self, usage: &Usage, price: Option<&Price>) {
+        self.tokens_in.inc_by(usage.input_tokens);
+        self.tokens_out.inc_by(usage.output_tokens);
+        if let Some(price) = price {
+            self.cost.inc_by(price.cost(usage.input_tokens, usage.output_tokens));
         }
     }
 

@@ -22,8 +22,11 @@ fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}"))
 }
 
-/// A tool from Debian's packages, installed on the spot when the tests run as root.
+/// A tool from Debian's packages, installed on the spot when the tests run as root; one install
+/// at a time (two at once fight over dpkg's lock, and one fails).
 fn tool(bin: &str, package: &str) -> String {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let found = Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().unwrap();
     if !found.status.success() {
         let install = format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {package}");

@@ -27,13 +27,24 @@ async fn candidates_get_the_rewritten_body_with_their_own_key_and_no_client_head
     let c = client();
     let base = format!("http://{}/v1", router.addr);
     let secret = [("authorization", "Bearer sk-client-secret"), ("x-custom", "client-only"), ("cookie", "a=b")];
+    let mut answered_tokens = 0.0;
     for stream in [false, true] {
         let mut body = chat("What is 2 + 3?");
         body["stream"] = json!(stream);
         let r = post_json(&c, &format!("{base}/chat/completions"), &body, &secret).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.headers["x-shadowroute-model"], "lead");
+        if !stream {
+            answered_tokens = r.json()["usage"]["completion_tokens"].as_f64().unwrap();
+        }
     }
+    assert!(answered_tokens > 0.0);
+    // The shadow job reads a mirrored request's answer once the client has it, and meters it.
+    eventually("the leader's tokens are metered", Duration::from_secs(10), || async {
+        let page = metrics(&c, router.admin_addr).await;
+        metric(&page, "shadowroute_tokens_total{direction=\"output\",model=\"lead\",route=\"chat\"}") >= answered_tokens
+    })
+    .await;
     let (ct, body) = multipart(&[("model", "whisper-1")], ("file", "clip.wav", b"one two three four"));
     let mut h = secret.to_vec();
     h.push(("content-type", &ct));

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::capture::{Capture, Captured};
+use super::capture::Capture;
 use super::BoxError;
 use crate::client::UpstreamBody;
 
@@ -59,7 +59,10 @@ impl Outcome {
 /// What the observer learns when the body ends, however it ends.
 pub struct Finished {
     pub outcome: Outcome,
-    pub captured: Captured,
+    /// The capture as the body left it, not yet read: whoever takes it reads it
+    /// ([`Capture::finish`]), at once for metering or, for a shadowed request, in the shadow
+    /// job once the client's answer is written.
+    pub capture: Capture,
     /// When the body ended.
     pub at: Instant,
     /// When the first data frame arrived, if one did.
@@ -109,13 +112,11 @@ impl<F: FnOnce(Finished)> Observed<F> {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.as_mut()) {
+        if let (Some(done), Some(mut capture)) = (self.on_finish.take(), self.capture.take()) {
             if outcome != Outcome::Complete {
                 capture.cut_short();
             }
-            let captured = capture.finish();
-            self.capture = None;
-            done(Finished { outcome, captured, at: Instant::now(), first_byte_at: self.first_byte_at });
+            done(Finished { outcome, capture, at: Instant::now(), first_byte_at: self.first_byte_at });
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::app::SharedApp;
 use crate::client::{ClientError, Outgoing, UpstreamResponse};
 use crate::evaluate::Timing;
 use crate::server::Reply;
-use crate::shadow::{self, LeaderResult, Served};
+use crate::shadow::{self, LeaderAnswer, Served};
 use crate::state::{ModelSeries, RouteState, Snapshot, Upstream};
 
 /// How much of a response is kept for usage and comparison.
@@ -147,7 +147,7 @@ fn respond(
     resp: UpstreamResponse,
     request_id: &HeaderValue,
     t: Timings,
-    tee: Option<tokio::sync::oneshot::Sender<LeaderResult>>,
+    tee: Option<tokio::sync::oneshot::Sender<LeaderAnswer>>,
     series: Option<Arc<ModelSeries>>,
 ) -> Reply {
     let UpstreamResponse { status: upstream_status, headers: passed_on, body } = resp;
@@ -168,7 +168,7 @@ fn respond(
     let metrics = app.clone();
     let model = up.model.clone();
     let Timings { started, ttfb, router_time, headers_at } = t;
-    let on_finish = move |f: Finished| {
+    let on_finish = move |mut f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
         series.requests(m, &series.route, modality, name, status).inc();
@@ -177,24 +177,30 @@ fn respond(
         if matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError) {
             m.upstream_errors.with_label_values(&[name, f.outcome.as_str()]).inc();
         }
-        if let Some(usage) = &f.captured.usage {
-            series.tokens_in.inc_by(usage.input_tokens);
-            series.tokens_out.inc_by(usage.output_tokens);
-            if let Some(price) = &model.price {
-                series.cost.inc_by(price.cost(usage.input_tokens, usage.output_tokens));
+        let Some(tx) = tee else {
+            // Read for its usage alone, which is cheap.
+            if let Some(usage) = &f.capture.finish().usage {
+                series.meter(usage, model.price.as_ref());
             }
-        }
-        if let Some(tx) = tee {
-            let us = |d: Duration| d.as_micros() as u64;
-            let timing = Timing {
+            return;
+        };
+        let us = |d: Duration| d.as_micros() as u64;
+        let answer = LeaderAnswer {
+            complete: success && f.outcome == Outcome::Complete,
+            leader_failed: status >= 500
+                || status == 429
+                || matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError),
+            timing: Timing {
                 ttft_us: us(f.first_byte_at.unwrap_or(f.at).saturating_duration_since(started)),
                 total_us: us(f.at.saturating_duration_since(started)),
-            };
-            let ok = success && f.outcome == Outcome::Complete && f.captured.error.is_none();
-            let leader_failed = status >= 500
-                || status == 429
-                || matches!(f.outcome, Outcome::IdleTimeout | Outcome::TotalTimeout | Outcome::UpstreamError);
-            let _ = tx.send(LeaderResult { ok, leader_failed, captured: f.captured, timing });
+            },
+            capture: f.capture,
+            series,
+            price: model.price,
+        };
+        // The job reads and meters it; if the job is gone, it is metered here.
+        if let Err(answer) = tx.send(answer) {
+            answer.read();
         }
     };
     let total_deadline = started + up.model.timeouts.total;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::call::{call, CallOutcome, CallResult};
-use super::{sampling, LeaderResult};
+use super::{sampling, LeaderAnswer, LeaderResult};
 use crate::app::SharedApp;
 use crate::compare::judge::{self, JudgeOutcome, Verdict};
 use crate::compare::{self, Comparator, Output};
@@ -77,7 +77,7 @@ impl Job {
         Some(Box::pin(async move { call(&up, endpoint, query.as_deref(), ct, body, &rid, timeout).await }))
     }
 
-    pub async fn run(self, leader_rx: oneshot::Receiver<LeaderResult>) {
+    pub async fn run(self, leader_rx: oneshot::Receiver<LeaderAnswer>) {
         // The candidates, the noise re-send and the wait for the leader run together in this
         // one task (no task per call: spawning copies each call's state twice).
         // The permits stay with the job (self.jobs) until the comparisons are recorded.
@@ -95,7 +95,7 @@ impl Job {
             }
         };
         let (leader, results, noise) = tokio::join!(leader_rx, calls, noise_call);
-        let leader = leader.ok();
+        let leader = leader.ok().map(LeaderAnswer::read);
         let compare = comparator_for(&self.route, self.req.endpoint);
         let leader_ok = leader.as_ref().filter(|l| l.ok);
         if let Some(eval) = self.app.shadow.evaluations().get_mut(&self.route.name).filter(|e| e.leader == self.leader)

@@ -11,19 +11,49 @@ use http::HeaderValue;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::SharedApp;
-use crate::config::{Candidate, Route};
+use crate::config::{Candidate, Price, Route};
 use crate::evaluate::{RouteEval, Timing};
-use crate::proxy::capture::Captured;
+use crate::proxy::capture::{Capture, Captured};
 use crate::proxy::request::ClientRequest;
 use crate::rng::fnv1a;
 use crate::rng::NameMap;
-use crate::state::{RouteState, Snapshot};
+use crate::state::{ModelSeries, RouteState, Snapshot};
 
 pub use job::comparator_for;
 
-/// The leader's answer as the client received it, delivered to the shadow job when it ends.
-pub struct LeaderResult {
+/// The leader's answer as the client received it, handed to the shadow job when it ends, its
+/// capture not yet read: the job reads it ([`LeaderAnswer::read`]) once the client's answer is
+/// written, so comparing costs the client nothing.
+pub struct LeaderAnswer {
     /// 2xx and streamed to the end.
+    pub complete: bool,
+    pub leader_failed: bool,
+    pub capture: Capture,
+    pub timing: Timing,
+    /// Where the answer's tokens are metered, and their price.
+    pub series: Arc<ModelSeries>,
+    pub price: Option<Price>,
+}
+
+impl LeaderAnswer {
+    /// Reads the capture and meters the tokens it reports.
+    pub fn read(mut self) -> LeaderResult {
+        let captured = self.capture.finish();
+        if let Some(usage) = &captured.usage {
+            self.series.meter(usage, self.price.as_ref());
+        }
+        LeaderResult {
+            ok: self.complete && captured.error.is_none(),
+            leader_failed: self.leader_failed,
+            captured,
+            timing: self.timing,
+        }
+    }
+}
+
+/// The leader's answer, read.
+pub struct LeaderResult {
+    /// 2xx, streamed to the end, and no error in the body.
     pub ok: bool,
     /// The leader itself failed (5xx, 429, a cut or timed-out stream); a client that went
     /// away or a 4xx for a bad request is not the leader's failure.
@@ -192,7 +222,7 @@ pub fn start(
     route: &RouteState,
     req: &Arc<ClientRequest>,
     request_id: &HeaderValue,
-) -> Option<oneshot::Sender<LeaderResult>> {
+) -> Option<oneshot::Sender<LeaderAnswer>> {
     if route.candidates.is_empty() {
         return None;
     }
