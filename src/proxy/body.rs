@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::capture::Capture;
+use super::capture::{Capture, Captured, Format};
 use super::BoxError;
 use crate::client::UpstreamBody;
 
@@ -59,14 +59,28 @@ impl Outcome {
 /// What the observer learns when the body ends, however it ends.
 pub struct Finished {
     pub outcome: Outcome,
-    /// The capture as the body left it, not yet read: whoever takes it reads it
-    /// ([`Capture::finish`]), at once for metering or, for a shadowed request, in the shadow
-    /// job once the client's answer is written.
-    pub capture: Capture,
+    pub answer: Answer,
     /// When the body ended.
     pub at: Instant,
     /// When the first data frame arrived, if one did.
     pub first_byte_at: Option<Instant>,
+}
+
+/// What the capture holds when the body ends: read there when it only meters usage (cheap);
+/// handed over unread when the answer is to be compared, so that its reader (the shadow job)
+/// reads it after the client's answer is written, not inside the write's batch.
+pub enum Answer {
+    Read(Captured),
+    Unread(Box<Capture>),
+}
+
+impl Answer {
+    pub fn read(self) -> Captured {
+        match self {
+            Answer::Read(captured) => captured,
+            Answer::Unread(mut capture) => capture.finish(),
+        }
+    }
 }
 
 /// The upstream's body passed through frame by frame as it arrives, with an idle and a
@@ -112,11 +126,16 @@ impl<F: FnOnce(Finished)> Observed<F> {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        if let (Some(done), Some(mut capture)) = (self.on_finish.take(), self.capture.take()) {
+        if let (Some(done), Some(capture)) = (self.on_finish.take(), self.capture.as_mut()) {
             if outcome != Outcome::Complete {
                 capture.cut_short();
             }
-            done(Finished { outcome, capture, at: Instant::now(), first_byte_at: self.first_byte_at });
+            let answer = match capture.is_usage_only() {
+                true => Answer::Read(capture.finish()),
+                false => Answer::Unread(Box::new(std::mem::replace(capture, Capture::usage_only(Format::Other, 0)))),
+            };
+            self.capture = None;
+            done(Finished { outcome, answer, at: Instant::now(), first_byte_at: self.first_byte_at });
         }
     }
 }

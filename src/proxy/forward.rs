@@ -168,7 +168,7 @@ fn respond(
     let metrics = app.clone();
     let model = up.model.clone();
     let Timings { started, ttfb, router_time, headers_at } = t;
-    let on_finish = move |mut f: Finished| {
+    let on_finish = move |f: Finished| {
         let m = &metrics.metrics;
         let name = model.name.as_str();
         series.requests(m, &series.route, modality, name, status).inc();
@@ -179,7 +179,7 @@ fn respond(
         }
         let Some(tx) = tee else {
             // Read for its usage alone, which is cheap.
-            if let Some(usage) = &f.capture.finish().usage {
+            if let Some(usage) = &f.answer.read().usage {
                 series.meter(usage, model.price.as_ref());
             }
             return;
@@ -194,7 +194,7 @@ fn respond(
                 ttft_us: us(f.first_byte_at.unwrap_or(f.at).saturating_duration_since(started)),
                 total_us: us(f.at.saturating_duration_since(started)),
             },
-            capture: f.capture,
+            answer: f.answer,
             series,
             price: model.price,
         };

@@ -94,8 +94,10 @@ impl Job {
                 None => None,
             }
         };
-        let (leader, results, noise) = tokio::join!(leader_rx, calls, noise_call);
-        let leader = leader.ok().map(LeaderAnswer::read);
+        // The leader's answer is read as soon as it arrives (its raw frames freed), which is
+        // after the client's answer was written.
+        let leader = async { leader_rx.await.ok().map(LeaderAnswer::read) };
+        let (leader, results, noise) = tokio::join!(leader, calls, noise_call);
         let compare = comparator_for(&self.route, self.req.endpoint);
         let leader_ok = leader.as_ref().filter(|l| l.ok);
         if let Some(eval) = self.app.shadow.evaluations().get_mut(&self.route.name).filter(|e| e.leader == self.leader)

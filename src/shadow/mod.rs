@@ -13,7 +13,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::app::SharedApp;
 use crate::config::{Candidate, Price, Route};
 use crate::evaluate::{RouteEval, Timing};
-use crate::proxy::capture::{Capture, Captured};
+use crate::proxy::body::Answer;
+use crate::proxy::capture::Captured;
 use crate::proxy::request::ClientRequest;
 use crate::rng::fnv1a;
 use crate::rng::NameMap;
@@ -23,12 +24,12 @@ pub use job::comparator_for;
 
 /// The leader's answer as the client received it, handed to the shadow job when it ends, its
 /// capture not yet read: the job reads it ([`LeaderAnswer::read`]) once the client's answer is
-/// written, so comparing costs the client nothing.
+/// written, so reading it for the comparison costs the client nothing.
 pub struct LeaderAnswer {
     /// 2xx and streamed to the end.
     pub complete: bool,
     pub leader_failed: bool,
-    pub capture: Capture,
+    pub answer: Answer,
     pub timing: Timing,
     /// Where the answer's tokens are metered, and their price.
     pub series: Arc<ModelSeries>,
@@ -37,8 +38,8 @@ pub struct LeaderAnswer {
 
 impl LeaderAnswer {
     /// Reads the capture and meters the tokens it reports.
-    pub fn read(mut self) -> LeaderResult {
-        let captured = self.capture.finish();
+    pub fn read(self) -> LeaderResult {
+        let captured = self.answer.read();
         if let Some(usage) = &captured.usage {
             self.series.meter(usage, self.price.as_ref());
         }

@@ -181,6 +181,11 @@ fn count(n: &Option<serde_json::Number>) -> Option<u64> {
 }
 
 impl Capture {
+    /// Whether only the usage is read (see [`Capture::usage_only`]).
+    pub fn is_usage_only(&self) -> bool {
+        self.usage_only
+    }
+
     /// A capture for metering, which needs only the usage (a JSON body's `usage` is all it
     /// reads): the request path's default, when the response is not compared with anything.
     pub fn usage_only(format: Format, cap: usize) -> Capture {
