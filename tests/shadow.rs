@@ -34,15 +34,26 @@ async fn candidates_get_the_rewritten_body_with_their_own_key_and_no_client_head
         let r = post_json(&c, &format!("{base}/chat/completions"), &body, &secret).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.headers["x-shadowroute-model"], "lead");
-        if !stream {
-            answered_tokens = r.json()["usage"]["completion_tokens"].as_f64().unwrap();
-        }
+        // The usage the client saw: the answer's, or the stream's last chunk's.
+        let usage = match stream {
+            false => r.json()["usage"].clone(),
+            true => {
+                let text = r.text();
+                let chunks = text.lines().filter_map(|l| l.strip_prefix("data: "));
+                let with_usage =
+                    chunks.filter_map(|c| serde_json::from_str::<Value>(c).ok()).filter(|c| c["usage"].is_object());
+                with_usage.last().unwrap()["usage"].clone()
+            }
+        };
+        let tokens = usage["completion_tokens"].as_f64().unwrap();
+        assert!(tokens > 0.0, "{usage}");
+        answered_tokens += tokens;
     }
-    assert!(answered_tokens > 0.0);
-    // The shadow job reads a mirrored request's answer once the client has it, and meters it.
+    // The shadow job reads a mirrored request's answer once the client has it, and meters it:
+    // both answers' tokens, the streamed one's too.
     eventually("the leader's tokens are metered", Duration::from_secs(10), || async {
         let page = metrics(&c, router.admin_addr).await;
-        metric(&page, "shadowroute_tokens_total{direction=\"output\",model=\"lead\",route=\"chat\"}") >= answered_tokens
+        metric(&page, "shadowroute_tokens_total{direction=\"output\",model=\"lead\",route=\"chat\"}") == answered_tokens
     })
     .await;
     let (ct, body) = multipart(&[("model", "whisper-1")], ("file", "clip.wav", b"one two three four"));

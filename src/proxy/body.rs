@@ -67,8 +67,8 @@ pub struct Finished {
 }
 
 /// What the capture holds when the body ends: read there when it only meters usage (cheap);
-/// handed over unread when the answer is to be compared, so that its reader (the shadow job)
-/// reads it after the client's answer is written, not inside the write's batch.
+/// handed over unread when the answer is to be compared, so that its reader (the shadow job, in
+/// its own task) reads it outside the client's write, not inside the write's batch.
 pub enum Answer {
     Read(Captured),
     Unread(Box<Capture>),

@@ -420,13 +420,16 @@ const EXACT_TENS: [f64; 23] = [
 /// the nearest f64 made an f32. None where the quick reading does not answer: the number is
 /// not one JSON allows, or its value needs the general parse to be sure.
 ///
-/// Its digits, read as one integer of up to 19 digits, times or over a power of ten an f64
-/// holds exactly, give an f64 within three units in the last place of the nearest f64 (two
-/// roundings of half a unit each, and the nearest's own half). Both then round to the same f32
+/// Its digits, read as one integer that fits a u64 (19 digits, some of 20), times or over a
+/// power of ten an f64 holds exactly, give an f64 within three units in the last place of the
+/// nearest f64: each of the two roundings (the integer made an f64, then the product or
+/// quotient) is within half a unit of its own result, at most a unit of the final one's, and
+/// the nearest f64 is within half a unit of the exact value. Both then round to the same f32
 /// unless a point halfway between two f32s lies within those three units: an f64 in f32's
 /// normal range is such a point when its 29 lowest bits are exactly 1 << 28, so the reading is
-/// refused within eight units of one. An embedding's numbers, written with up to 17
-/// significant digits, take this path; the general parse handles the rest.
+/// refused within eight units of one. An embedding's numbers, written with up to 17 significant
+/// digits, take this path unless below about 1e-6 (their digits then need a power of ten past
+/// 1e22); the general parse handles the rest.
 fn quick_number(b: &[u8], start: usize) -> Option<(usize, f32)> {
     let negative = b.get(start) == Some(&b'-');
     let (mut i, mut digits) = (start + usize::from(negative), 0u64);
@@ -791,7 +794,8 @@ mod tests {
         /// Near a point halfway between two f32s, the quick reading refuses or agrees.
         #[test]
         fn quick_numbers_near_halfway_points_are_the_general_parses(
-            a in (0x3000_0000u32..0x4b00_0000).prop_map(f32::from_bits),
+            // About 5e-10 to 4e22: products (a positive power of ten) as well as quotients.
+            a in (0x3000_0000u32..0x6500_0000).prop_map(f32::from_bits),
             units in -12i64..=12,
             digits in 15usize..=19,
         ) {

@@ -23,8 +23,9 @@ use crate::state::{ModelSeries, RouteState, Snapshot};
 pub use job::comparator_for;
 
 /// The leader's answer as the client received it, handed to the shadow job when it ends, its
-/// capture not yet read: the job reads it ([`LeaderAnswer::read`]) once the client's answer is
-/// written, so reading it for the comparison costs the client nothing.
+/// capture not yet read: the job reads it ([`LeaderAnswer::read`]) in its own task, so the
+/// reading is not in the client's write (on one worker it runs once the connection's task has
+/// written the answer and yielded).
 pub struct LeaderAnswer {
     /// 2xx and streamed to the end.
     pub complete: bool,
@@ -215,7 +216,7 @@ impl Shadow {
 }
 
 /// Decides which candidates this request is mirrored to and starts the background job.
-/// Returns the sender for the leader's result, or None when nothing is shadowed.
+/// Returns the sender for the leader's answer, or None when nothing is shadowed.
 /// Never waits: a full candidate or an exhausted budget is a counted drop.
 pub fn start(
     app: &SharedApp,

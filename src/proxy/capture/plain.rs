@@ -73,7 +73,7 @@ pub(super) fn read<'a>(fields: &Fields<'a>) -> Option<Plain<'a>> {
 /// What `Capture::absorb_body` would take from an embeddings answer with these top-level
 /// fields (as for [`read`]) when the whole body was checked: the rows of `data` and the raw
 /// `usage` value. A row given as an array of numbers has its numbers from the pass that checked
-/// the body (each the value reading's f64), one given as base64 is decoded; elements without an
+/// the body (each the value reading's f64 made an f32), one given as base64 is decoded; elements without an
 /// embedding are skipped, as there. None when the body was not checked or is not of this shape
 /// (an error, choices, output or text besides the data, a row array holding anything but
 /// numbers); the caller then reads values.
