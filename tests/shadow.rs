@@ -40,9 +40,9 @@ async fn candidates_get_the_rewritten_body_with_their_own_key_and_no_client_head
             true => {
                 let text = r.text();
                 let chunks = text.lines().filter_map(|l| l.strip_prefix("data: "));
-                let with_usage =
+                let mut with_usage =
                     chunks.filter_map(|c| serde_json::from_str::<Value>(c).ok()).filter(|c| c["usage"].is_object());
-                with_usage.last().unwrap()["usage"].clone()
+                with_usage.next_back().unwrap()["usage"].clone()
             }
         };
         let tokens = usage["completion_tokens"].as_f64().unwrap();
