@@ -94,8 +94,8 @@ impl Job {
                 None => None,
             }
         };
-        // The leader's answer is read as soon as it arrives (its raw frames freed), which is
-        // after the client's answer was written.
+        // The leader's answer is read as soon as it arrives (its raw frames freed), here in the
+        // job's task rather than in the client's write.
         let leader = async { leader_rx.await.ok().map(LeaderAnswer::read) };
         let (leader, results, noise) = tokio::join!(leader, calls, noise_call);
         let compare = comparator_for(&self.route, self.req.endpoint);
