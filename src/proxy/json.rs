@@ -269,7 +269,7 @@ impl<'a, const RECORD: bool> Reader<'a, RECORD> {
                             r.numbers.push(x);
                         } else {
                             r.number()?;
-                            numeric = r.read_number(start);
+                            numeric = r.parse_number(start);
                         }
                         return Some(());
                     }
@@ -349,19 +349,29 @@ impl<'a, const RECORD: bool> Reader<'a, RECORD> {
 
     /// Keeps the value read from `start` to here when it is a number: false when it is not.
     fn read_number(&mut self, start: usize) -> bool {
+        match quick_number(self.b, start).filter(|(end, _)| *end == self.i) {
+            Some((_, x)) => {
+                self.numbers.push(x);
+                true
+            }
+            None => self.parse_number(start),
+        }
+    }
+
+    /// As [`Self::read_number`], by the general parse alone: for where the quick reading has
+    /// already not answered.
+    fn parse_number(&mut self, start: usize) -> bool {
         let raw = &self.b[start..self.i];
         if !raw.first().is_some_and(|c| *c == b'-' || c.is_ascii_digit()) {
             return false;
         }
-        let x = match quick_number(self.b, start).filter(|(end, _)| *end == self.i) {
-            Some((_, x)) => x,
-            None => match std::str::from_utf8(raw).ok().and_then(|text| text.parse::<f64>().ok()) {
-                Some(x) => x as f32,
-                None => return false,
-            },
-        };
-        self.numbers.push(x);
-        true
+        match std::str::from_utf8(raw).ok().and_then(|text| text.parse::<f64>().ok()) {
+            Some(x) => {
+                self.numbers.push(x as f32);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Past a run of digits, eight bytes at a time while all eight are digits.
