@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// mimalloc instead of glibc's malloc: the request path allocates small, short-lived buffers,
-/// where glibc's allocator took about 15 % of a core under load (docs/performance.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// mimalloc instead of glibc's malloc: the request path allocates small, short-lived buffers,
+// where glibc's allocator took about 15 % of a core under load (docs/performance.md). Linked with
+// its `override` feature it is `malloc` itself, so Rust's default allocator reaches its plain
+// entry (`mi_malloc`, not the aligned one a `#[global_allocator]` wrapper calls) and SQLite's
+// allocations use it too.
+use mimalloc as _;
 
 #[derive(Parser)]
 #[command(
