@@ -18,7 +18,7 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 const SETTLE_MAX: Duration = Duration::from_secs(2);
 /// The poll while the directory is watched: a safety net for changes the watch does not see
 /// (writes by a process that keeps the file open; file systems whose events do not arrive).
-const POLL: Duration = Duration::from_secs(30);
+pub const POLL: Duration = Duration::from_secs(30);
 /// The poll while it is not (where there is no inotify, or the watch failed, which is retried
 /// at each poll): how edits are picked up then.
 const POLL_UNWATCHED: Duration = Duration::from_secs(2);
