@@ -5,12 +5,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-// mimalloc instead of glibc's malloc: the request path allocates small, short-lived buffers,
-// where glibc's allocator took about 15 % of a core under load (docs/performance.md). Linked with
-// its `override` feature it is `malloc` itself, so Rust's default allocator reaches its plain
-// entry (`mi_malloc`, not the aligned one a `#[global_allocator]` wrapper calls) and SQLite's
-// allocations use it too.
+// mimalloc instead of the C library's malloc: the request path allocates small, short-lived
+// buffers, where glibc's allocator took about 15 % of a core under load (docs/performance.md).
+// On Linux it is linked with its `override` feature as `malloc` itself, so Rust's default
+// allocator reaches its plain entry (`mi_malloc`, not the aligned one the crate's `MiMalloc`
+// wrapper calls) and SQLite's allocations use it too (tests/cli.rs checks the binary). Elsewhere
+// the override is not what Rust's default allocator calls (Windows) or is untested (macOS): the
+// wrapper.
+#[cfg(target_os = "linux")]
 use mimalloc as _;
+#[cfg(not(target_os = "linux"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -154,10 +160,11 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
     let mut builder =
         if one { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
-    // The config poll reads the file on the blocking pool every `POLL`: a pool thread kept
-    // past that period serves the next poll, where the default ten seconds started and ended
-    // a thread each time (about 2 MiB of RSS for each ten-second life, a sawtooth in the soak).
-    builder.thread_keep_alive(shadowroute::config::watch::POLL * 4);
+    // The config poll reads the file on the blocking pool every `POLL`: a pool thread kept a
+    // little past that period serves the next poll, where the default ten seconds started and
+    // ended a thread each time (about 2 MiB of RSS for each ten-second life, a sawtooth in the
+    // soak). Other idle pool threads (the upstream client's name lookups) stay that long too.
+    builder.thread_keep_alive(shadowroute::config::watch::POLL + std::time::Duration::from_secs(10));
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

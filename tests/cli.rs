@@ -160,3 +160,22 @@ async fn sighup_reloads_and_sigterm_drains_streams_before_exit() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// On Linux the binary's `malloc` is mimalloc's (its `override` feature, src/main.rs): were the
+/// crate dropped from the link, the C library's allocator would take over without a word.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_allocates_with_mimalloc() {
+    let out = Command::new("nm").args(["--defined-only", BIN]).output().expect("nm (binutils) runs");
+    assert!(out.status.success(), "nm failed: {}", String::from_utf8_lossy(&out.stderr));
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let address = |name: &str| {
+        symbols.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, _kind, sym) = (f.next()?, f.next()?, f.next()?);
+            (sym == name).then(|| addr.to_string())
+        })
+    };
+    let malloc = address("malloc").expect("the binary defines malloc");
+    assert_eq!(Some(malloc), address("mi_malloc"), "malloc is not mimalloc's");
+}
