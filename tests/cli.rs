@@ -1,4 +1,4 @@
-//! End-to-end through the binary: validate, serve with SIGHUP and SIGTERM, and the drain.
+//! End-to-end through the binary: validate, serve with SIGHUP and SIGTERM, the drain, and the allocator it is linked with.
 
 mod common;
 
