@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side on one machine: direct (the limit), nginx (plain, and mirroring 10 %), shadowroute
-# (shadowing off and 10 %), and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
+# (shadowing off, 10 %, and every request mirrored, the last for the cost of one mirrored request),
+# and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
 #
 #   load-tests/compare.sh                 full comparison (3 rounds; 5 rounds took about 21 minutes here), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
@@ -103,7 +104,7 @@ wait_http "http://127.0.0.1:$UP/v1/models"
 wait_http "http://127.0.0.1:$SIM/v1/models"
 
 # --- the targets ------------------------------------------------------------------------------
-declare -A URL SSE PID
+declare -A URL SSE PID ADMIN
 URL[direct]=http://127.0.0.1:$UP; SSE[direct]=http://127.0.0.1:$SIM; PID[direct]=
 
 start_shadowroute() { # name sample
@@ -142,16 +143,18 @@ YAML
   [ $INSTR = 1 ] && wrap="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$OUT/callgrind.$name"
   TOKIO_WORKER_THREADS=1 SHADOWROUTE_LOG=warn $PIN_PROXY $wrap "$SR" serve --config "$OUT/$name.yaml" > "$OUT/logs/$name.log" 2>&1 &
   PID[$name]=$!; PIDS+=($!)
-  URL[$name]=http://127.0.0.1:$port; SSE[$name]=http://127.0.0.1:$port
+  URL[$name]=http://127.0.0.1:$port; SSE[$name]=http://127.0.0.1:$port; ADMIN[$name]=http://127.0.0.1:$admin
   wait_http "http://127.0.0.1:$admin/readyz"
 }
 if [ $INSTR = 1 ] && ! need valgrind; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind; fi
 rm -f "$OUT"/callgrind.*
 start_shadowroute shadowroute-off 0
 start_shadowroute shadowroute-10 0.1
-# Every request mirrored: its instructions less shadowing-off's are one mirrored request's.
-[ $INSTR = 1 ] && start_shadowroute shadowroute-100 1
-TARGETS=(direct shadowroute-off shadowroute-10)
+# Every request mirrored: its cost less shadowing-off's is one mirrored request's (instructions
+# with --instructions; the core's time in the rounds, read without the tenfold magnification of
+# noise that the 10 % target's difference carries).
+start_shadowroute shadowroute-100 1
+TARGETS=(direct shadowroute-off shadowroute-10 shadowroute-100)
 
 # --- instructions: counted only while a closed loop of DURATION seconds runs, after a warm-up ---
 if [ $INSTR = 1 ]; then
@@ -229,7 +232,7 @@ http { access_log off; keepalive_requests 1000000;
 NGX
   $PIN_PROXY nginx -c "$OUT/mirror.conf" -p "$OUT" > "$OUT/logs/mirror.log" 2>&1 &
   PID[nginx-mirror-10]=$!; PIDS+=($!); URL[nginx-mirror-10]=http://127.0.0.1:$NGM; SSE[nginx-mirror-10]=
-  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10)
+  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10 shadowroute-100)
   wait_http "http://127.0.0.1:$NG/v1/models"
   wait_http "http://127.0.0.1:$NGM/v1/models"
 fi
@@ -253,7 +256,7 @@ YAML
   for u in "http://127.0.0.1:$LP/health/liveliness" "http://127.0.0.1:$LPS/health/liveliness"; do
     for _ in $(seq 1 600); do curl -s -o /dev/null "$u" && break; sleep 0.2; done
   done
-  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10 litellm)
+  TARGETS=(direct nginx nginx-mirror-10 shadowroute-off shadowroute-10 shadowroute-100 litellm)
 fi
 
 # --- measurement -------------------------------------------------------------------------------
@@ -267,12 +270,22 @@ hwm_kb() { [ -z "$1" ] && { echo 0; return; }; for p in $(tree "$1"); do awk '/V
 # as softirq, which no process is charged for); steal (another guest's time) is neither.
 core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3, $4, $7 + $8, $5 + $6}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
+# A shadowroute's shadow requests so far, from its /metrics, as "sent dropped" (sent: those that
+# ended, whatever their outcome; dropped: those shed before sending).
+shadow_counts() {
+  [ -z "${ADMIN[$1]:-}" ] && { echo "- -"; return; }
+  curl -s "${ADMIN[$1]}/metrics" | awk '/^shadowroute_shadow_requests_total/ {m += $NF} /^shadowroute_shadow_dropped_total/ {d += $NF} END {print m + 0, d + 0}'
+}
 measure() { # round target
-  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1
+  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1 m0 m1
+  m0=$(shadow_counts "$t")
   c0=$(cpu_ticks "$pid"); k0=$(core_ticks "$PROXY_CPU"); l0=$(core_ticks 0)
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode closed --concurrency "$CONC" --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-closed.json" > /dev/null
   k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0); c1=$(cpu_ticks "$pid")
-  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" <<'PY'
+  # Shadow requests still in flight as the loop ends finish within milliseconds on this upstream.
+  [ -n "${ADMIN[$t]:-}" ] && sleep 0.5
+  m1=$(shadow_counts "$t")
+  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" "$m0" "$m1" <<'PY'
 import json, sys
 path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)
 (u0, s0), (u1, s1) = map(int, c0), map(int, c1)
@@ -297,8 +310,15 @@ r["per_core_rps"] = round(n / ((kb1 - kb0) / tck)) if own_core and kb1 > kb0 and
 # the softirq work of the sockets' packets.
 us = lambda i: round((k1[i] - k0[i]) / tck / n * 1e6, 3)
 r["proxy_core_us_per_req"] = {"user": us(0), "system": us(1), "softirq": us(2)} if own_core and n else None
+# A shadowroute's shadow requests over the loop (warm-up included, as n is): the share mirrored.
+(s0, d0), (s1, d1) = sys.argv[11].split(), sys.argv[12].split()
+if s0 != "-":
+    r["shadow_sent"], r["shadow_dropped"] = int(float(s1) - float(s0)), int(float(d1) - float(d0))
+    r["shadow_share"] = round(r["shadow_sent"] / n, 4) if n else None
 json.dump(r, open(path, "w"))
 PY
+  # Every request mirrored is measured for its cost alone, not its latency.
+  [ "$t" = shadowroute-100 ] && return
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode open --rate "$RATE" --concurrency 512 --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-open.json" > /dev/null
   if [ -n "${SSE[$2]}" ]; then
     # A proxy's streams are paired with the same streams sent straight to the upstream in the
