@@ -171,9 +171,19 @@ if os.path.exists(soak):
         last = pts[-1][1]
         s = json.load(open(os.path.join(base, "soak.json")))
         errors += s["errors"]
+        # The trend too: a least-squares line through the samples from one minute on, its rise over
+        # that span as a share of its starting level, which a leak moves and a single step of the
+        # allocator's retained pages (up or down, late or early) moves far less than the two samples.
+        tail = [(t, r) for t, r in pts if t >= 60]
+        trend = ""
+        if len(tail) >= 3:
+            mt, mr = statistics.mean(t for t, _ in tail), statistics.mean(r for _, r in tail)
+            slope = sum((t - mt) * (r - mr) for t, r in tail) / sum((t - mt) ** 2 for t, _ in tail)
+            start = mr + slope * (tail[0][0] - mt)
+            trend = f"; trend from 1 min on {slope * (tail[-1][0] - tail[0][0]) / start * 100:+.1f} % (least squares over {len(tail)} samples)"
         print(f"- soak: {pts[-1][0]} s at {s['offered_rate']} req/s (10 % shadowing): RSS {first / 1024:.1f} MiB after 1 min, "
-              f"{last / 1024:.1f} MiB at the end ({(last - first) / first * 100:+.1f} %), max {max(r for _, r in pts) / 1024:.1f} MiB; "
-              f"{s['ok']} requests, {s['errors']} errors")
+              f"{last / 1024:.1f} MiB at the end ({(last - first) / first * 100:+.1f} %){trend}, min {min(r for _, r in pts) / 1024:.1f} MiB, "
+              f"max {max(r for _, r in pts) / 1024:.1f} MiB; {s['ok']} requests, {s['errors']} errors")
 peak = os.path.join(base, "streams-peak-rss-kb.txt")
 if os.path.exists(peak):
     s = json.load(open(os.path.join(base, "streams.json")))
