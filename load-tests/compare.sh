@@ -276,16 +276,19 @@ shadow_counts() {
   [ -z "${ADMIN[$1]:-}" ] && { echo "- -"; return; }
   curl -s "${ADMIN[$1]}/metrics" | awk '/^shadowroute_shadow_requests_total/ {m += $NF} /^shadowroute_shadow_dropped_total/ {d += $NF} END {print m + 0, d + 0}'
 }
+# The machine's TCP segments sent and connections opened so far, as "segments opens" (on
+# loopback each segment is sent once and received once; /proc/net/snmp's OutSegs, ActiveOpens).
+tcp_counts() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $12, $6}' /proc/net/snmp; }
 measure() { # round target
-  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1 m0 m1
+  local r=$1 t=$2 base=${URL[$2]} pid=${PID[$2]:-} c0 c1 k0 k1 l0 l1 m0 m1 n0 n1
   m0=$(shadow_counts "$t")
-  c0=$(cpu_ticks "$pid"); k0=$(core_ticks "$PROXY_CPU"); l0=$(core_ticks 0)
+  c0=$(cpu_ticks "$pid"); k0=$(core_ticks "$PROXY_CPU"); l0=$(core_ticks 0); n0=$(tcp_counts)
   $PIN_LOAD "$LG" --name "$t" --url "$base" --mode closed --concurrency "$CONC" --duration "$DURATION" --mix load-tests/mix/chat.jsonl --json "$OUT/results/$r-$t-closed.json" > /dev/null
-  k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0); c1=$(cpu_ticks "$pid")
+  k1=$(core_ticks "$PROXY_CPU"); l1=$(core_ticks 0); c1=$(cpu_ticks "$pid"); n1=$(tcp_counts)
   # Shadow requests still in flight as the loop ends finish within milliseconds on this upstream.
   [ -n "${ADMIN[$t]:-}" ] && sleep 0.5
   m1=$(shadow_counts "$t")
-  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" "$m0" "$m1" <<'PY'
+  python3 - "$OUT/results/$r-$t-closed.json" "$c0" "$c1" "$TCK" "$(hwm_kb "$pid")" "$k0" "$k1" "$l0" "$l1" "$CPUS" "$m0" "$m1" "$n0" "$n1" <<'PY'
 import json, sys
 path, c0, c1, tck, hwm = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5] or 0)
 (u0, s0), (u1, s1) = map(int, c0), map(int, c1)
@@ -315,6 +318,11 @@ r["proxy_core_us_per_req"] = {"user": us(0), "system": us(1), "softirq": us(2)} 
 if s0 != "-":
     r["shadow_sent"], r["shadow_dropped"] = int(float(s1) - float(s0)), int(float(d1) - float(d0))
     r["shadow_share"] = round(r["shadow_sent"] / n, 4) if n else None
+# Segments per request and connections opened per 1,000 requests, over the loop (the warm-up's
+# requests included, as n is): how many packets each request costs the machine.
+(g0, o0), (g1, o1) = (map(int, a.split()) for a in sys.argv[13:15])
+if n:
+    r["tcp_segments_per_req"], r["tcp_opens_per_1k"] = round((g1 - g0) / n, 3), round((o1 - o0) / n * 1000, 2)
 json.dump(r, open(path, "w"))
 PY
   # Every request mirrored is measured for its cost alone, not its latency.

@@ -139,6 +139,11 @@ if cores:
                   f"(shadowing off takes {request:.1f} µs per request); one mirrored request took {mirrored:.1f} µs, of which "
                   f"system and softirq {kernel:.1f} µs ({kernel / budget * 100:.0f} % of the budget); at that cost 10 % "
                   f"shadowing takes {(1 - 1 / (1 + mirrored / 10 / request)) * 100:.1f} % of per-core throughput")
+segs = [t for t in order if med(t, "closed", "tcp_segments_per_req")[0] is not None]
+if segs:
+    print("- TCP segments per request over the closed loop (all the machine's, /proc/net/snmp; on loopback each is sent once), "
+          "and connections opened per 1,000 requests (medians): " + ", ".join(
+              f"{t} {med(t, 'closed', 'tcp_segments_per_req')[0]:.2f} ({med(t, 'closed', 'tcp_opens_per_1k')[0]:.1f})" for t in segs))
 shares = [t for t in order if med(t, "closed", "shadow_share")[0] is not None]
 if shares:
     print("- requests mirrored (shadow requests ended over the closed loops, from /metrics, per request answered): " + ", ".join(
