@@ -177,8 +177,10 @@ if os.path.exists(soak):
         s = json.load(open(os.path.join(base, "soak.json")))
         errors += s["errors"]
         # The trend too: a least-squares line through the samples from one minute on, its rise over
-        # that span as a share of its starting level, which a leak moves and a single step of the
-        # allocator's retained pages (up or down, late or early) moves far less than the two samples.
+        # that span as a share of its starting level. A leak moves it as it moves the two samples; a
+        # single step of the allocator's retained pages near either end of the span moves it far
+        # less (about a quarter of the step at the last sample), though one mid-span moves it up to
+        # one and a half times the step.
         tail = [(t, r) for t, r in pts if t >= 60]
         trend = ""
         if len(tail) >= 3:
