@@ -3,7 +3,7 @@
 # (shadowing off, 10 %, and every request mirrored, the last for the cost of one mirrored request),
 # and the LiteLLM proxy, against the same fast upstream, in interleaved rounds.
 #
-#   load-tests/compare.sh                 full comparison (3 rounds; 5 rounds took about 21 minutes here), results in target/bench/
+#   load-tests/compare.sh                 full comparison (3 rounds; 5 rounds took about 23 minutes here), results in target/bench/
 #   load-tests/compare.sh --smoke         a few seconds: direct and shadowroute only, asserts no errors
 #   load-tests/compare.sh --instructions  user-space instructions per request through nginx and
 #                                         shadowroute (callgrind), and per mirrored request (every

@@ -119,8 +119,9 @@ if cores:
         for rnd in sorted({key[0] for key in by_round}):
             on = by_round.get((rnd, "shadowroute-100", "closed"), {})
             off = (by_round.get((rnd, "shadowroute-off", "closed"), {}).get("proxy_core_us_per_req") or {})
-            share = on.get("shadow_share") or 1.0
-            if on.get("proxy_core_us_per_req") and off:
+            share = on.get("shadow_share")
+            share = 1.0 if share is None else share
+            if on.get("proxy_core_us_per_req") and off and share > 0:
                 for k in parts:
                     parts[k].append((on["proxy_core_us_per_req"][k] - off[k]) / share)
         if parts["user"]:
@@ -198,5 +199,10 @@ if os.path.exists(peak):
     print(f"- {s['concurrency']} concurrent SSE streams (12 s each): peak RSS {int(open(peak).read()) / 1024:.1f} MiB; "
           f"{s['ok']} streams completed, {s['errors']} errors")
 print(f"\nErrors across all runs: {errors}")
+# The smoke run checks the sampling too: every request mirrored means every request mirrored.
+every = med("shadowroute-100", "closed", "shadow_share")[0]
+if smoke and every is not None and every < 0.9:
+    print(f"shadowroute-100 mirrored {every * 100:.1f} % of requests, not all of them")
+    sys.exit(1)
 if smoke and errors:
     sys.exit(1)
